@@ -1,0 +1,121 @@
+//! The delivery log: one row for every request that reached the webhook path.
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use super::writer::{Delivery, Outcome, Retention};
+use super::{now_ms, StoreError};
+
+/// One row of the delivery log, as the CLI and the window show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub received_ms: i64,
+    pub remote_addr: String,
+    pub via: String,
+    pub method: String,
+    pub path: String,
+    pub outcome: String,
+    pub status: u16,
+    pub reason: String,
+    pub body_size: i64,
+    pub body_sha256: String,
+    pub alert_id: Option<String>,
+    /// Request headers without credentials, as a JSON object; authenticated requests only.
+    pub headers: Option<serde_json::Value>,
+    /// The raw body as text, when it was authenticated and is valid UTF-8.
+    pub body: Option<String>,
+}
+
+pub(super) fn insert(
+    connection: &Connection,
+    delivery: &Delivery,
+    outcome: Outcome,
+    status: u16,
+    reason: &str,
+    alert_id: Option<&str>,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO deliveries (received_ms, remote_addr, via, method, path, outcome,
+                 status, reason, body_size, body_sha256, alert_id, headers, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            delivery.received_ms,
+            delivery.remote_addr,
+            delivery.via.as_str(),
+            delivery.method,
+            delivery.path,
+            outcome.as_str(),
+            status,
+            reason,
+            delivery.body_size as i64,
+            delivery.body_sha256,
+            alert_id,
+            delivery.headers,
+            delivery.body.as_deref(),
+        ])?;
+    Ok(())
+}
+
+/// Removes rows older than the retention age and beyond the row limit; returns the count.
+pub(super) fn prune(connection: &Connection, retention: Retention) -> Result<usize, StoreError> {
+    let cutoff = now_ms() - retention.max_age.as_millis() as i64;
+    let mut removed = connection
+        .prepare_cached("DELETE FROM deliveries WHERE received_ms < ?1")?
+        .execute([cutoff])?;
+    removed += connection
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE id <= (
+                 SELECT id FROM deliveries ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+        )?
+        .execute([retention.max_rows as i64])?;
+    Ok(removed)
+}
+
+/// Lists the newest deliveries first, optionally those of one alert only.
+pub fn list(
+    connection: &Connection,
+    alert_id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, received_ms, remote_addr, via, method, path, outcome, status, reason,
+             body_size, body_sha256, alert_id, headers, body
+         FROM deliveries
+         WHERE ?1 IS NULL OR alert_id = ?1
+         ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![alert_id, limit as i64], |row| {
+        let headers: Option<String> = row.get(12)?;
+        let body: Option<Vec<u8>> = row.get(13)?;
+        Ok(DeliveryRow {
+            id: row.get(0)?,
+            received_ms: row.get(1)?,
+            remote_addr: row.get(2)?,
+            via: row.get(3)?,
+            method: row.get(4)?,
+            path: row.get(5)?,
+            outcome: row.get(6)?,
+            status: row.get(7)?,
+            reason: row.get(8)?,
+            body_size: row.get(9)?,
+            body_sha256: row.get(10)?,
+            alert_id: row.get(11)?,
+            headers: headers.and_then(|text| serde_json::from_str(&text).ok()),
+            body: body.and_then(|bytes| String::from_utf8(bytes).ok()),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Counts deliveries by outcome, most frequent first.
+pub fn count_by_outcome(connection: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT outcome, count(*) FROM deliveries GROUP BY outcome ORDER BY count(*) DESC",
+    )?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

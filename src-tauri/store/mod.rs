@@ -1,0 +1,148 @@
+//! The alert store: one SQLite file, `alerts.db`, in the data directory.
+//!
+//! # Durability
+//! The database runs in WAL mode with `synchronous = FULL`, so a committed transaction
+//! survives a crash or power loss. Every write goes through the single [`writer`] thread,
+//! which commits concurrent deliveries together (group commit): one disk flush serves a
+//! whole batch, and each delivery is answered only after its batch committed.
+//!
+//! # Concurrency
+//! Readers open their own connections ([`Store::open_reader`]); WAL lets them read while
+//! the writer commits, so the CLI works while the app or `serve` is running.
+
+pub mod deliveries;
+pub mod outages;
+pub mod query;
+pub mod schema;
+pub mod triage;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use query::{AlertFilter, AlertSummary, Condition, Field, TriageStatus};
+pub use writer::{AlertEvent, AlertEventKind, Outcome, WriterHandle};
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "alerts.db";
+
+/// How long a connection waits for a lock held by another before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("no database at {0}; start `alert-inbox serve` or the app once, or pass the right --data-dir")]
+    Missing(PathBuf),
+    #[error("database schema version {found} is newer than this build supports ({supported}); update Alert Inbox")]
+    NewerSchema { found: u32, supported: u32 },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store writer has stopped")]
+    WriterStopped,
+    #[error("alert {0:?} not found")]
+    NotFound(String),
+}
+
+impl StoreError {
+    /// Whether the failure is the disk's (full, read-only, I/O), so a retry can succeed later.
+    pub fn is_storage_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(error, _)) => matches!(
+                error.code,
+                DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked
+            ),
+            Self::WriterStopped => true,
+            _ => false,
+        }
+    }
+}
+
+/// Paths and settings shared by the writer and readers of one data directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir` and applies migrations.
+    pub fn open(data_dir: &Path) -> Result<(Self, Connection), StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+        let mut connection = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        configure(&connection)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        schema::migrate(&mut connection)?;
+        Ok((Self { path }, connection))
+    }
+
+    /// Opens a read-only connection to an existing database.
+    pub fn open_reader(data_dir: &Path) -> Result<Connection, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.exists() {
+            return Err(StoreError::Missing(path));
+        }
+        let connection = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        let version: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let supported = schema::latest_version();
+        if version > supported {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                supported,
+            });
+        }
+        Ok(connection)
+    }
+
+    /// Opens another read-write connection, for triage updates from the app.
+    pub fn open_connection(&self) -> Result<Connection, StoreError> {
+        let connection = Connection::open(&self.path).map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        configure(&connection)?;
+        Ok(connection)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn configure(connection: &Connection) -> Result<(), StoreError> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Returns the current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

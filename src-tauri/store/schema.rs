@@ -1,0 +1,171 @@
+//! The database schema, as an append-only list of migrations keyed by `user_version`.
+//!
+//! Migration `n` (counting from 1) moves a database from `user_version = n - 1` to `n`.
+//! Released migrations never change: a new column or index is a new entry at the end.
+//! All pending migrations run in one exclusive transaction, so a crash mid-way leaves the
+//! database at its old version.
+//!
+//! Time columns carry their unit: `*_ns` are the sender's timestamps in nanoseconds since
+//! the Unix epoch (RealTheory sends seven fractional digits), `*_ms` are local times in
+//! milliseconds.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: alerts with the user's triage, the delivery log, and full-text search.
+    r#"
+    CREATE TABLE alerts (
+        seq                 INTEGER PRIMARY KEY,
+        id                  TEXT NOT NULL UNIQUE,
+        key                 TEXT NOT NULL,
+        title               TEXT NOT NULL,
+        message             TEXT NOT NULL,
+        details             TEXT NOT NULL,
+        level               TEXT NOT NULL,
+        level_rank          INTEGER NOT NULL,
+        category            TEXT NOT NULL,
+        state               TEXT NOT NULL,
+        object_type         TEXT NOT NULL,
+        object_name         TEXT NOT NULL,
+        cluster             TEXT NOT NULL,
+        namespace           TEXT NOT NULL,
+        domain_name         TEXT NOT NULL,
+        console_url         TEXT NOT NULL,
+        created_ns          INTEGER,
+        updated_ns          INTEGER,
+        expires_ns          INTEGER,
+        postponed_until_ns  INTEGER,
+        payload             TEXT NOT NULL,
+        delivery_count      INTEGER NOT NULL DEFAULT 1,
+        first_received_ms   INTEGER NOT NULL,
+        last_received_ms    INTEGER NOT NULL,
+        -- The user's triage. Deliveries from RealTheory never write these columns.
+        read_ms             INTEGER,
+        acknowledged_ms     INTEGER,
+        snoozed_until_ms    INTEGER,
+        archived_ms         INTEGER,
+        note                TEXT NOT NULL DEFAULT ''
+    );
+
+    CREATE INDEX alerts_by_received ON alerts (last_received_ms DESC);
+    CREATE INDEX alerts_by_level ON alerts (level, last_received_ms DESC);
+    CREATE INDEX alerts_by_cluster ON alerts (cluster, last_received_ms DESC);
+    CREATE INDEX alerts_by_namespace ON alerts (namespace, last_received_ms DESC);
+    CREATE INDEX alerts_by_state ON alerts (state, last_received_ms DESC);
+    CREATE INDEX alerts_by_category ON alerts (category, last_received_ms DESC);
+    CREATE INDEX alerts_by_object_type ON alerts (object_type, last_received_ms DESC);
+    CREATE INDEX alerts_unread ON alerts (last_received_ms DESC) WHERE read_ms IS NULL;
+    CREATE INDEX alerts_archived ON alerts (archived_ms, last_received_ms DESC);
+
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        received_ms     INTEGER NOT NULL,
+        remote_addr     TEXT NOT NULL,
+        via             TEXT NOT NULL,
+        method          TEXT NOT NULL,
+        path            TEXT NOT NULL,
+        outcome         TEXT NOT NULL,
+        status          INTEGER NOT NULL,
+        reason          TEXT NOT NULL DEFAULT '',
+        body_size       INTEGER NOT NULL,
+        body_sha256     TEXT NOT NULL,
+        alert_id        TEXT,
+        headers         TEXT,
+        body            BLOB
+    );
+    CREATE INDEX deliveries_by_alert ON deliveries (alert_id) WHERE alert_id IS NOT NULL;
+    CREATE INDEX deliveries_by_received ON deliveries (received_ms);
+
+    -- Gaps in reception, such as time the public tunnel was down.
+    CREATE TABLE outages (
+        id          INTEGER PRIMARY KEY,
+        started_ms  INTEGER NOT NULL,
+        ended_ms    INTEGER,
+        reason      TEXT NOT NULL
+    );
+
+    -- Small named values, such as the public URL RealTheory was last given.
+    CREATE TABLE settings (
+        key     TEXT PRIMARY KEY NOT NULL,
+        value   TEXT NOT NULL
+    );
+
+    CREATE VIRTUAL TABLE alerts_fts USING fts5 (
+        title, message, details, object_name, cluster, namespace,
+        content = 'alerts', content_rowid = 'seq',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER alerts_fts_insert AFTER INSERT ON alerts BEGIN
+        INSERT INTO alerts_fts (rowid, title, message, details, object_name, cluster, namespace)
+        VALUES (new.seq, new.title, new.message, new.details, new.object_name, new.cluster,
+                new.namespace);
+    END;
+    CREATE TRIGGER alerts_fts_delete AFTER DELETE ON alerts BEGIN
+        INSERT INTO alerts_fts (alerts_fts, rowid, title, message, details, object_name,
+                                cluster, namespace)
+        VALUES ('delete', old.seq, old.title, old.message, old.details, old.object_name,
+                old.cluster, old.namespace);
+    END;
+    -- Only changes to indexed text touch the index, so triage updates stay cheap.
+    CREATE TRIGGER alerts_fts_update
+    AFTER UPDATE OF title, message, details, object_name, cluster, namespace ON alerts BEGIN
+        INSERT INTO alerts_fts (alerts_fts, rowid, title, message, details, object_name,
+                                cluster, namespace)
+        VALUES ('delete', old.seq, old.title, old.message, old.details, old.object_name,
+                old.cluster, old.namespace);
+        INSERT INTO alerts_fts (rowid, title, message, details, object_name, cluster, namespace)
+        VALUES (new.seq, new.title, new.message, new.details, new.object_name, new.cluster,
+                new.namespace);
+    END;
+    "#,
+];
+
+/// Returns the schema version this build creates.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.len() as u32
+}
+
+/// Brings the schema up to date; returns the version before and after.
+pub fn migrate(connection: &mut Connection) -> Result<(u32, u32), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    let current: u32 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let latest = MIGRATIONS.len() as u32;
+    if current > latest {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            supported: latest,
+        });
+    }
+
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        transaction.execute_batch(sql)?;
+        transaction.pragma_update(None, "user_version", index as u32 + 1)?;
+    }
+    transaction.commit()?;
+    Ok((current, latest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_reach_latest_once() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut connection).unwrap(), (0, MIGRATIONS.len() as u32));
+        assert_eq!(
+            migrate(&mut connection).unwrap(),
+            (MIGRATIONS.len() as u32, MIGRATIONS.len() as u32)
+        );
+    }
+
+    #[test]
+    fn newer_database_refused() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        connection.pragma_update(None, "user_version", 99).unwrap();
+        let error = migrate(&mut connection).unwrap_err().to_string();
+        assert!(error.contains("99"), "{error}");
+    }
+}

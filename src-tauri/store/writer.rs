@@ -1,0 +1,402 @@
+//! The one thread that writes deliveries, with group commit.
+//!
+//! Handlers send a [`Delivery`] over a bounded channel and wait for its [`Outcome`]. The
+//! thread takes everything queued (up to [`MAX_BATCH`]), writes it in one transaction,
+//! commits, and only then answers each waiting handler and broadcasts an [`AlertEvent`]
+//! per stored alert. When the commit fails, every delivery of the batch gets the error and
+//! nothing of the batch is kept. The bounded channel makes handlers wait when the disk
+//! falls behind, so memory stays flat during a storm.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::StoreError;
+use crate::model::{AlertRecord, Level};
+
+/// Most deliveries committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+/// Deliveries that may wait for the writer before handlers block.
+const QUEUE_CAPACITY: usize = 4096;
+/// How often old delivery-log rows are removed.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What became of one request to the webhook path; stored in the delivery log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new alert, or a newer version of a known one.
+    Stored,
+    /// The same version of a known alert again.
+    Duplicate,
+    /// An older version than the one stored; counted, not applied.
+    Outdated,
+    Unauthorized,
+    BadSignature,
+    Malformed,
+    TooLarge,
+    Unsupported,
+    MethodNotAllowed,
+    /// The payload's `timestamp` was outside the accepted age.
+    Stale,
+    /// The body did not arrive in time.
+    Timeout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Duplicate => "duplicate",
+            Self::Outdated => "outdated",
+            Self::Unauthorized => "unauthorized",
+            Self::BadSignature => "bad_signature",
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::Unsupported => "unsupported",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Stale => "stale",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Which listener a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Loopback,
+    Tunnel,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loopback => "loopback",
+            Self::Tunnel => "tunnel",
+        }
+    }
+}
+
+/// One request to the webhook path, as the delivery log records it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub received_ms: i64,
+    pub remote_addr: String,
+    pub via: Via,
+    pub method: String,
+    pub path: String,
+    pub body_size: usize,
+    pub body_sha256: String,
+    /// Request headers as JSON, without credentials; only for authenticated requests.
+    pub headers: Option<String>,
+    /// The raw body; only for authenticated requests.
+    pub body: Option<bytes::Bytes>,
+    pub verdict: Verdict,
+}
+
+/// The receiver's decision before storage.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Authenticated and parsed: store the alert; the writer decides the outcome.
+    Alert(Box<AlertRecord>),
+    /// Rejected before storage: only the log row is written.
+    Rejected {
+        outcome: Outcome,
+        status: u16,
+        reason: String,
+    },
+}
+
+/// What happened to a stored alert, for the window, tray and notifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEventKind {
+    New,
+    Updated,
+    Repeated,
+}
+
+/// Sent after the commit that stored an alert delivery.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertEvent {
+    pub kind: AlertEventKind,
+    pub id: String,
+    pub title: String,
+    pub level: String,
+    /// The level before this delivery, for updates.
+    pub previous_level: Option<String>,
+    pub cluster: String,
+    pub namespace: String,
+    pub object_type: String,
+    pub object_name: String,
+    /// `consoleUrl` when it is a safe http(s) URL.
+    pub console_url: Option<String>,
+}
+
+struct Job {
+    delivery: Delivery,
+    reply: oneshot::Sender<Result<Outcome, Arc<StoreError>>>,
+}
+
+/// Sends deliveries to the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    sender: mpsc::Sender<Job>,
+    events: broadcast::Sender<AlertEvent>,
+}
+
+/// Settings of the delivery log's retention.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_rows: u64,
+}
+
+impl WriterHandle {
+    /// Starts the writer thread on `connection`. The thread ends when every handle is gone.
+    pub fn spawn(connection: Connection, retention: Retention) -> (Self, thread::JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let (events, _) = broadcast::channel(1024);
+        let thread_events = events.clone();
+        let join = thread::Builder::new()
+            .name("store-writer".to_owned())
+            .spawn(move || run(connection, receiver, thread_events, retention))
+            .expect("failed to spawn the store writer thread");
+        (Self { sender, events }, join)
+    }
+
+    /// Writes `delivery` and returns its outcome once it is committed.
+    pub async fn submit(&self, delivery: Delivery) -> Result<Outcome, Arc<StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Job { delivery, reply })
+            .await
+            .map_err(|_| Arc::new(StoreError::WriterStopped))?;
+        answer
+            .await
+            .map_err(|_| Arc::new(StoreError::WriterStopped))?
+    }
+
+    /// Subscribes to events for alerts stored from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
+        self.events.subscribe()
+    }
+}
+
+fn run(
+    mut connection: Connection,
+    mut receiver: mpsc::Receiver<Job>,
+    events: broadcast::Sender<AlertEvent>,
+    retention: Retention,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut last_prune = Instant::now() - PRUNE_INTERVAL;
+    let mut failing = false;
+
+    while let Some(first) = receiver.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+
+        match write_batch(&mut connection, &batch) {
+            Ok(results) => {
+                if failing {
+                    tracing::info!("store writes succeed again");
+                    failing = false;
+                }
+                for (job, (outcome, event)) in batch.drain(..).zip(results) {
+                    if let Some(event) = event {
+                        // No subscriber is fine: the headless receiver has none.
+                        let _ = events.send(event);
+                    }
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                // Logged once per failing period, so a full disk does not flood the log.
+                if !failing {
+                    tracing::error!(%error, deliveries = batch.len(), "failed to commit deliveries; answering 503 until writes succeed");
+                    failing = true;
+                }
+                let error = Arc::new(error);
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(Arc::clone(&error)));
+                }
+            }
+        }
+
+        if last_prune.elapsed() >= PRUNE_INTERVAL {
+            last_prune = Instant::now();
+            match super::deliveries::prune(&connection, retention) {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "pruned delivery log"),
+                Err(error) => tracing::warn!(%error, "failed to prune delivery log"),
+            }
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+type JobResult = (Outcome, Option<AlertEvent>);
+
+fn write_batch(connection: &mut Connection, batch: &[Job]) -> Result<Vec<JobResult>, StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let delivery = &job.delivery;
+        let (outcome, status, reason, alert_id, event) = match &delivery.verdict {
+            Verdict::Alert(alert) => {
+                let (outcome, event) = upsert_alert(&transaction, alert, delivery.received_ms)?;
+                (outcome, 200, String::new(), Some(alert.id.as_str()), event)
+            }
+            Verdict::Rejected {
+                outcome,
+                status,
+                reason,
+            } => (*outcome, *status, reason.clone(), None, None),
+        };
+        super::deliveries::insert(&transaction, delivery, outcome, status, &reason, alert_id)?;
+        results.push((outcome, event));
+    }
+    transaction.commit()?;
+    Ok(results)
+}
+
+/// Inserts a new alert or applies a newer version; returns the outcome and the event.
+fn upsert_alert(
+    connection: &Connection,
+    alert: &AlertRecord,
+    received_ms: i64,
+) -> Result<(Outcome, Option<AlertEvent>), StoreError> {
+    let existing: Option<(Option<i64>, String)> = connection
+        .prepare_cached("SELECT updated_ns, level FROM alerts WHERE id = ?1")?
+        .query_row([&alert.id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+
+    let Some((stored_updated, stored_level)) = existing else {
+        insert_alert(connection, alert, received_ms)?;
+        return Ok((Outcome::Stored, Some(event(AlertEventKind::New, alert, None))));
+    };
+
+    // A missing `updated` sorts below any present one.
+    let outcome = match alert.updated.cmp(&stored_updated) {
+        std::cmp::Ordering::Greater => Outcome::Stored,
+        std::cmp::Ordering::Equal => Outcome::Duplicate,
+        std::cmp::Ordering::Less => Outcome::Outdated,
+    };
+    if outcome == Outcome::Stored {
+        update_alert(connection, alert, received_ms)?;
+        let event = event(AlertEventKind::Updated, alert, Some(stored_level));
+        return Ok((outcome, Some(event)));
+    }
+
+    connection
+        .prepare_cached(
+            "UPDATE alerts SET delivery_count = delivery_count + 1,
+                 last_received_ms = max(last_received_ms, ?2)
+             WHERE id = ?1",
+        )?
+        .execute(params![alert.id, received_ms])?;
+    let event = event(AlertEventKind::Repeated, alert, Some(stored_level));
+    Ok((outcome, Some(event)))
+}
+
+fn insert_alert(connection: &Connection, alert: &AlertRecord, received_ms: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO alerts (id, key, title, message, details, level, level_rank, category,
+                 state, object_type, object_name, cluster, namespace, domain_name, console_url,
+                 created_ns, updated_ns, expires_ns, postponed_until_ns, payload,
+                 first_received_ms, last_received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18, ?19, ?20, ?21, ?21)",
+        )?
+        .execute(params![
+            alert.id,
+            alert.key,
+            alert.title,
+            alert.message,
+            alert.details,
+            alert.level,
+            Level::rank(&alert.level),
+            alert.category,
+            alert.state,
+            alert.object_type,
+            alert.object_name,
+            alert.cluster,
+            alert.namespace,
+            alert.domain_name,
+            alert.console_url,
+            alert.created,
+            alert.updated,
+            alert.expires,
+            alert.postponed_until,
+            alert.payload,
+            received_ms,
+        ])?;
+    Ok(())
+}
+
+/// Replaces the sender's fields; the triage columns are left as they are.
+fn update_alert(connection: &Connection, alert: &AlertRecord, received_ms: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE alerts SET key = ?2, title = ?3, message = ?4, details = ?5, level = ?6,
+                 level_rank = ?7, category = ?8, state = ?9, object_type = ?10,
+                 object_name = ?11, cluster = ?12, namespace = ?13, domain_name = ?14,
+                 console_url = ?15, created_ns = ?16, updated_ns = ?17, expires_ns = ?18,
+                 postponed_until_ns = ?19, payload = ?20,
+                 delivery_count = delivery_count + 1,
+                 last_received_ms = max(last_received_ms, ?21)
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            alert.id,
+            alert.key,
+            alert.title,
+            alert.message,
+            alert.details,
+            alert.level,
+            Level::rank(&alert.level),
+            alert.category,
+            alert.state,
+            alert.object_type,
+            alert.object_name,
+            alert.cluster,
+            alert.namespace,
+            alert.domain_name,
+            alert.console_url,
+            alert.created,
+            alert.updated,
+            alert.expires,
+            alert.postponed_until,
+            alert.payload,
+            received_ms,
+        ])?;
+    Ok(())
+}
+
+fn event(kind: AlertEventKind, alert: &AlertRecord, previous_level: Option<String>) -> AlertEvent {
+    AlertEvent {
+        kind,
+        id: alert.id.clone(),
+        title: alert.title.clone(),
+        level: alert.level.clone(),
+        previous_level,
+        cluster: alert.cluster.clone(),
+        namespace: alert.namespace.clone(),
+        object_type: alert.object_type.clone(),
+        object_name: alert.object_name.clone(),
+        console_url: crate::model::safe_console_url(&alert.console_url).map(str::to_owned),
+    }
+}
