@@ -7,7 +7,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod filter;
 pub mod model;
+pub mod notify_rules;
 pub mod receiver;
 pub mod runtime;
 pub mod secret;
