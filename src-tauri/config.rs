@@ -44,7 +44,9 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
-    #[error("no {what} directory is known for this platform; pass --data-dir or set {ENV_DATA_DIR}")]
+    #[error(
+        "no {what} directory is known for this platform; pass --data-dir or set {ENV_DATA_DIR}"
+    )]
     NoDirectory { what: &'static str },
 }
 
@@ -353,30 +355,60 @@ const KEY_COMMENTS: &[(&str, &str)] = &[
         "webhook_secrets",
         "Secrets RealTheory may sign with; list two while rotating.",
     ),
-    ("basic_user", "Username RealTheory sends with HTTP Basic auth."),
-    ("basic_password", "Password RealTheory sends with HTTP Basic auth."),
-    ("header_timeout_secs", "Seconds a client has to send its headers."),
-    ("body_timeout_secs", "Seconds a client has to send its body."),
+    (
+        "basic_user",
+        "Username RealTheory sends with HTTP Basic auth.",
+    ),
+    (
+        "basic_password",
+        "Password RealTheory sends with HTTP Basic auth.",
+    ),
+    (
+        "header_timeout_secs",
+        "Seconds a client has to send its headers.",
+    ),
+    (
+        "body_timeout_secs",
+        "Seconds a client has to send its body.",
+    ),
     ("max_connections", "Connections served at once."),
-    ("delivery_retention_days", "Days a delivery-log row is kept."),
+    (
+        "delivery_retention_days",
+        "Days a delivery-log row is kept.",
+    ),
     ("delivery_retention_rows", "Delivery-log rows kept at most."),
     (
         "max_payload_age_secs",
         "Reject payloads whose timestamp is older (or further ahead) than this; 0 is off.",
     ),
-    ("data_dir", "Data directory; the platform's app data directory when unset."),
+    (
+        "data_dir",
+        "Data directory; the platform's app data directory when unset.",
+    ),
     ("enabled", "Turns this section on."),
-    ("authtoken", "ngrok authtoken; NGROK_AUTHTOKEN overrides it."),
-    ("domain", "Reserved ngrok domain, so the public URL stays the same."),
+    (
+        "authtoken",
+        "ngrok authtoken; NGROK_AUTHTOKEN overrides it.",
+    ),
+    (
+        "domain",
+        "Reserved ngrok domain, so the public URL stays the same.",
+    ),
     ("server_addr", "ngrok server address; only tests set it."),
-    ("min_level", "Lowest level that notifies: Low, Medium, High or Critical."),
+    (
+        "min_level",
+        "Lowest level that notifies: Low, Medium, High or Critical.",
+    ),
     ("muted_clusters", "Clusters that never notify."),
     ("muted_namespaces", "Namespaces that never notify."),
     (
         "storm_threshold",
         "More new alerts than this within storm_window_secs become one summary.",
     ),
-    ("storm_window_secs", "Length of the storm window, in seconds."),
+    (
+        "storm_window_secs",
+        "Length of the storm window, in seconds.",
+    ),
 ];
 
 fn annotate(body: &str) -> String {

@@ -166,8 +166,8 @@ pub fn parse(body: &[u8]) -> Result<AlertRecord, PayloadError> {
     if body.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(PayloadError::ByteOrderMark);
     }
-    let body_text =
-        std::str::from_utf8(body).map_err(|error| PayloadError::InvalidUtf8(error.valid_up_to()))?;
+    let body_text = std::str::from_utf8(body)
+        .map_err(|error| PayloadError::InvalidUtf8(error.valid_up_to()))?;
 
     if exceeds_depth(body, MAX_DEPTH) {
         return Err(PayloadError::TooDeep);
@@ -187,7 +187,9 @@ pub fn parse(body: &[u8]) -> Result<AlertRecord, PayloadError> {
         Some(value) => deserialize_object(value.get(), "content.metadata", "content.metadata.")?,
         None => RawMetadata::default(),
     };
-    let text = |value: Option<std::borrow::Cow<'_, str>>| value.map(|v| v.into_owned()).unwrap_or_default();
+    let text = |value: Option<std::borrow::Cow<'_, str>>| {
+        value.map(|v| v.into_owned()).unwrap_or_default()
+    };
 
     Ok(AlertRecord {
         created: parse_time("content.created", content.created.as_deref())?,
@@ -313,14 +315,16 @@ pub fn safe_console_url(url: &str) -> Option<&str> {
 
 /// Formats nanoseconds since the Unix epoch as RFC 3339 with the precision it has.
 pub fn format_time(nanos: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(nanos).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    DateTime::<Utc>::from_timestamp_nanos(nanos)
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"{"content": {"id": "a1", "level": "High", "updated": "2024-09-05T16:20:09.6787782Z"}}"#;
+    const MINIMAL: &str =
+        r#"{"content": {"id": "a1", "level": "High", "updated": "2024-09-05T16:20:09.6787782Z"}}"#;
 
     #[test]
     fn minimal_payload_parses() {
@@ -341,19 +345,31 @@ mod tests {
     fn wrong_type_names_field() {
         let body = br#"{"content": {"id": "a1", "level": 5}}"#;
         let error = parse(body).unwrap_err().to_string();
-        assert!(error.starts_with("content.level: invalid type: integer"), "{error}");
+        assert!(
+            error.starts_with("content.level: invalid type: integer"),
+            "{error}"
+        );
     }
 
     #[test]
     fn missing_content_rejected() {
-        assert_eq!(parse(br#"{"type": "alert"}"#), Err(PayloadError::MissingContent));
-        assert_eq!(parse(br#"{"content": null}"#), Err(PayloadError::MissingContent));
+        assert_eq!(
+            parse(br#"{"type": "alert"}"#),
+            Err(PayloadError::MissingContent)
+        );
+        assert_eq!(
+            parse(br#"{"content": null}"#),
+            Err(PayloadError::MissingContent)
+        );
     }
 
     #[test]
     fn missing_id_rejected() {
         assert_eq!(parse(br#"{"content": {}}"#), Err(PayloadError::MissingId));
-        assert_eq!(parse(br#"{"content": {"id": " "}}"#), Err(PayloadError::EmptyId));
+        assert_eq!(
+            parse(br#"{"content": {"id": " "}}"#),
+            Err(PayloadError::EmptyId)
+        );
     }
 
     #[test]
@@ -365,12 +381,19 @@ mod tests {
             "]".repeat(depth)
         );
         let result = parse(body.as_bytes());
-        assert!(matches!(result, Err(PayloadError::TooDeep)), "nesting accepted");
+        assert!(
+            matches!(result, Err(PayloadError::TooDeep)),
+            "nesting accepted"
+        );
     }
 
     #[test]
     fn brackets_in_strings_not_counted() {
-        let body = format!(r#"{{"content": {{"id": "a1", "title": "{}\"{}"}}}}"#, "[".repeat(100), "{".repeat(100));
+        let body = format!(
+            r#"{{"content": {{"id": "a1", "title": "{}\"{}"}}}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
+        );
         assert_eq!(parse(body.as_bytes()).unwrap().id, "a1");
     }
 
@@ -382,7 +405,10 @@ mod tests {
         let body = br#"{"content": ["a1"]}"#;
         assert_eq!(parse(body), Err(PayloadError::NotAnObject("content")));
         let body = br#"{"content": {"id": "a1", "metadata": ["Pod"]}}"#;
-        assert_eq!(parse(body), Err(PayloadError::NotAnObject("content.metadata")));
+        assert_eq!(
+            parse(body),
+            Err(PayloadError::NotAnObject("content.metadata"))
+        );
     }
 
     #[test]
@@ -421,7 +447,10 @@ mod tests {
     fn bad_timestamp_names_field() {
         let body = br#"{"content": {"id": "a1", "updated": "yesterday"}}"#;
         let error = parse(body).unwrap_err().to_string();
-        assert!(error.starts_with("content.updated: invalid timestamp \"yesterday\""), "{error}");
+        assert!(
+            error.starts_with("content.updated: invalid timestamp \"yesterday\""),
+            "{error}"
+        );
     }
 
     #[test]

@@ -58,12 +58,13 @@ impl Runtime {
         };
         let (writer, writer_thread) = WriterHandle::spawn(connection, retention);
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                address: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: config.listen,
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             address: config.listen,
             source,
@@ -154,7 +155,10 @@ impl Runtime {
         drop(self.writer);
         // The writer ends once the last handle (held by the router) is gone.
         let join = tokio::task::spawn_blocking(move || self.writer_thread.join());
-        if tokio::time::timeout(Duration::from_secs(10), join).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), join)
+            .await
+            .is_err()
+        {
             tracing::warn!("store writer did not stop within 10 s");
         }
         tracing::info!("receiver stopped");

@@ -49,7 +49,9 @@ pub enum TunnelError {
 pub enum TunnelStatus {
     Off,
     #[serde(rename_all = "camelCase")]
-    Connecting { attempt: u32 },
+    Connecting {
+        attempt: u32,
+    },
     #[serde(rename_all = "camelCase")]
     Online {
         url: String,
@@ -83,7 +85,11 @@ impl std::fmt::Display for TunnelStatus {
             Self::Reconnecting { attempt, error, .. } => {
                 write!(f, "reconnecting (attempt {attempt}) after: {error}")
             }
-            Self::Failed { code, message, hint } => match code {
+            Self::Failed {
+                code,
+                message,
+                hint,
+            } => match code {
                 Some(code) => write!(f, "failed: {message} ({code}); {hint}"),
                 None => write!(f, "failed: {message}; {hint}"),
             },
@@ -102,7 +108,11 @@ pub struct TunnelSettings {
 impl TunnelSettings {
     pub fn from_config(config: &Config) -> Self {
         Self {
-            authtoken: config.tunnel.authtoken.clone().filter(|token| !token.is_empty()),
+            authtoken: config
+                .tunnel
+                .authtoken
+                .clone()
+                .filter(|token| !token.is_empty()),
             domain: config
                 .tunnel
                 .domain
@@ -139,11 +149,13 @@ impl TunnelSettings {
             },
         );
         if let Some(address) = &self.server_addr {
-            builder.server_addr(address).map_err(|error| TunnelStatus::Failed {
-                code: None,
-                message: format!("invalid ngrok server address {address:?}: {error}"),
-                hint: "fix tunnel.server_addr in the config file or remove it".to_owned(),
-            })?;
+            builder
+                .server_addr(address)
+                .map_err(|error| TunnelStatus::Failed {
+                    code: None,
+                    message: format!("invalid ngrok server address {address:?}: {error}"),
+                    hint: "fix tunnel.server_addr in the config file or remove it".to_owned(),
+                })?;
         }
         Ok(builder)
     }
@@ -351,7 +363,10 @@ async fn run_session(
         Err(_) => {
             return SessionEnd::Failed {
                 code: None,
-                message: format!("no answer from the ngrok service within {} s", CONNECT_TIMEOUT.as_secs()),
+                message: format!(
+                    "no answer from the ngrok service within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
             }
         }
         Ok(Err(error)) => {
@@ -381,7 +396,9 @@ async fn run_session(
 
     let url = tunnel.url().to_owned();
     let previous_url = outages.remember_url(&url);
-    let url_changed = previous_url.as_deref().is_some_and(|previous| previous != url);
+    let url_changed = previous_url
+        .as_deref()
+        .is_some_and(|previous| previous != url);
     tracing::info!(%url, url_changed, "ngrok tunnel online");
     if url_changed {
         tracing::warn!(%url, previous = previous_url.as_deref().unwrap_or_default(), "the public URL changed: update the webhook URL in RealTheory");
@@ -474,9 +491,14 @@ impl OutageLog {
         }
     }
 
-    fn with_connection(&self, action: impl FnOnce(&rusqlite::Connection) -> Result<(), crate::store::StoreError>) {
+    fn with_connection(
+        &self,
+        action: impl FnOnce(&rusqlite::Connection) -> Result<(), crate::store::StoreError>,
+    ) {
         if let Some(connection) = &self.connection {
-            let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let connection = connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Err(error) = action(&connection) {
                 tracing::warn!(%error, "failed to record tunnel outage");
             }
@@ -535,7 +557,11 @@ mod tests {
 
     #[test]
     fn bad_token_not_retried() {
-        let (status, retry) = classify(Some("ERR_NGROK_105"), "authentication failed".to_owned(), None);
+        let (status, retry) = classify(
+            Some("ERR_NGROK_105"),
+            "authentication failed".to_owned(),
+            None,
+        );
         assert!(!retry);
         let TunnelStatus::Failed { code, hint, .. } = status else {
             panic!("expected a failed status");
@@ -546,7 +572,11 @@ mod tests {
 
     #[test]
     fn taken_domain_names_domain() {
-        let (status, retry) = classify(Some("ERR_NGROK_334"), "in use".to_owned(), Some("inbox.ngrok.app"));
+        let (status, retry) = classify(
+            Some("ERR_NGROK_334"),
+            "in use".to_owned(),
+            Some("inbox.ngrok.app"),
+        );
         assert!(!retry);
         assert!(status.to_string().contains("inbox.ngrok.app"), "{status}");
     }

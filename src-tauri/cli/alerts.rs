@@ -57,7 +57,10 @@ pub struct DeliveriesArgs {
     limit: usize,
 }
 
-fn open(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<rusqlite::Connection> {
+fn open(
+    config_path: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<rusqlite::Connection> {
     let (mut config, _) = super::load_config(config_path)?;
     if let Some(dir) = data_dir {
         config.data_dir = Some(dir);
@@ -79,7 +82,7 @@ pub fn run_alerts(config_path: Option<PathBuf>, args: AlertsArgs) -> anyhow::Res
         let alerts = query::list(&connection, &filter, None, args.limit)?;
         writeln!(
             out,
-            "{:<19}  {:<8}  {:<10}  {:<24}  {:>5}  TITLE",
+            "{:<19}  {:<8}  {:<10}  {:<40}  {:>5}  TITLE",
             "LAST RECEIVED", "LEVEL", "STATE", "CLUSTER/NAMESPACE", "COUNT"
         )?;
         for alert in &alerts {
@@ -90,11 +93,11 @@ pub fn run_alerts(config_path: Option<PathBuf>, args: AlertsArgs) -> anyhow::Res
             };
             writeln!(
                 out,
-                "{:<19}  {:<8}  {:<10}  {:<24}  {:>5}  {}",
+                "{:<19}  {:<8}  {:<10}  {:<40}  {:>5}  {}",
                 local_time(alert.last_received_ms),
                 clip(&alert.level, 8),
                 clip(&alert.state, 10),
-                clip(&place, 24),
+                clip(&place, 40),
                 alert.delivery_count,
                 clip(&alert.title, 80)
             )?;
@@ -107,7 +110,10 @@ pub fn run_alerts(config_path: Option<PathBuf>, args: AlertsArgs) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_deliveries(config_path: Option<PathBuf>, args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
+pub fn run_deliveries(
+    config_path: Option<PathBuf>,
+    args: DeliveriesArgs,
+) -> anyhow::Result<ExitCode> {
     let connection = open(config_path, args.data_dir)?;
     let rows = deliveries::list(&connection, args.alert.as_deref(), args.limit)?;
     let mut out = BufWriter::new(io::stdout().lock());
@@ -180,13 +186,20 @@ pub(crate) fn parse_since(value: &str, now: DateTime<Utc>) -> anyhow::Result<i64
 
 fn local_time(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|time| time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|time| {
+            time.with_timezone(&Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
 /// Shortens `text` to `width` characters, marking the cut with an ellipsis.
 fn clip(text: &str, width: usize) -> String {
-    let single_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let single_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if single_line.chars().count() <= width {
         single_line
     } else {
@@ -202,7 +215,9 @@ mod tests {
 
     #[test]
     fn since_accepts_age_and_time() {
-        let now = DateTime::parse_from_rfc3339("2024-09-05T16:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2024-09-05T16:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let hour_ago = parse_since("1h", now).unwrap();
         assert_eq!(now.timestamp_millis() - hour_ago, 3_600_000);
         let fixed = parse_since("2024-09-05T15:00:00Z", now).unwrap();
@@ -211,7 +226,9 @@ mod tests {
 
     #[test]
     fn since_error_names_value() {
-        let error = parse_since("yesterdayish", Utc::now()).unwrap_err().to_string();
+        let error = parse_since("yesterdayish", Utc::now())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("\"yesterdayish\""), "{error}");
     }
 

@@ -32,7 +32,10 @@ pub fn run(config_path: Option<PathBuf>, command: ConfigCommand) -> anyhow::Resu
         ConfigCommand::Show => print!("{}", redacted_toml(&config)?),
         ConfigCommand::Init { force } => {
             if path.exists() && !force {
-                bail!("{} already exists; pass --force to replace it", path.display());
+                bail!(
+                    "{} already exists; pass --force to replace it",
+                    path.display()
+                );
             }
             let config = Config {
                 webhook_secrets: vec![Secret::generate()],

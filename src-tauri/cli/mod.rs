@@ -3,7 +3,7 @@
 
 mod alerts;
 mod config_cmd;
-mod send_test;
+pub mod send_test;
 mod serve;
 
 use std::path::PathBuf;
@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config, Environment};
 
 #[derive(Debug, Parser)]
-#[command(name = "alert-inbox", version, about = "Receives, stores and shows RealTheory system alerts")]
+#[command(
+    name = "alert-inbox",
+    version,
+    about = "Receives, stores and shows RealTheory system alerts"
+)]
 pub struct Cli {
     /// Config file [default: the platform config dir, or ALERT_INBOX_CONFIG]
     #[arg(long, global = true, value_name = "FILE")]

@@ -22,17 +22,26 @@ pub struct SendTestArgs {
 
 pub fn run(config_path: Option<PathBuf>, args: SendTestArgs) -> anyhow::Result<ExitCode> {
     let (config, _) = super::load_config(config_path)?;
-    let url = reqwest::Url::parse(&args.url)
-        .with_context(|| format!("invalid --url {:?}: expected a URL such as http://127.0.0.1:8787/webhook", args.url))?;
+    let url = reqwest::Url::parse(&args.url).with_context(|| {
+        format!(
+            "invalid --url {:?}: expected a URL such as http://127.0.0.1:8787/webhook",
+            args.url
+        )
+    })?;
     let body = example_payload(&args.level);
-    let request = build_request(&config, url.clone(), body);
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let response = runtime
-        .block_on(request.send())
-        .with_context(|| format!("failed to send the test alert to {url}"))?;
-    let status = response.status();
-    let text = runtime.block_on(response.text()).unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, text) = runtime.block_on(async {
+        let response = build_request(&config, url.clone(), body)
+            .send()
+            .await
+            .with_context(|| format!("failed to send the test alert to {url}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        anyhow::Ok((status, text))
+    })?;
 
     println!("{} answered {status}: {}", url, text.trim());
     if status.is_success() {
@@ -62,7 +71,10 @@ pub fn build_request(config: &Config, url: reqwest::Url, body: String) -> reqwes
         request = request.header(reqwest::header::AUTHORIZATION, basic_header(user, password));
     }
     if let Some(secret) = config.webhook_secrets.first() {
-        request = request.header(SIGNATURE_HEADER.to_ascii_uppercase(), sign(secret, body.as_bytes()));
+        request = request.header(
+            SIGNATURE_HEADER.to_ascii_uppercase(),
+            sign(secret, body.as_bytes()),
+        );
     }
     request.body(body)
 }
@@ -116,5 +128,12 @@ pub fn example_payload(level: &str) -> String {
 fn random_uuid() -> String {
     let bytes: [u8; 16] = rand::random();
     let hex = hex::encode(bytes);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }

@@ -50,11 +50,15 @@ pub fn run(config_path: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<Exit
         .thread_name("receiver")
         .build()?;
     runtime.block_on(async move {
+        // Installed before the URL is printed, so a signal sent right after it is handled.
+        let signals = Signals::install()?;
         let running = Runtime::start(&config).await?;
         println!("Listening on {}", running.local_url());
 
-        let tunnel_log = running.tunnel().map(|tunnel| tokio::spawn(report_tunnel(tunnel.watch())));
-        wait_for_signal().await;
+        let tunnel_log = running
+            .tunnel()
+            .map(|tunnel| tokio::spawn(report_tunnel(tunnel.watch())));
+        signals.wait().await;
         tracing::info!("stopping: finishing in-flight deliveries");
         if let Some(task) = tunnel_log {
             task.abort();
@@ -78,18 +82,35 @@ async fn report_tunnel(mut status: tokio::sync::watch::Receiver<crate::tunnel::T
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, either of which stops `serve` cleanly.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = signal(SignalKind::terminate()).expect("failed to install SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }

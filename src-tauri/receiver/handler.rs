@@ -66,7 +66,10 @@ pub(super) async fn handle(State(receiver): State<Arc<Receiver>>, request: Reque
         let rejection = Rejection::new(
             Outcome::MethodNotAllowed,
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {} is not allowed; RealTheory sends POST", parts.method),
+            format!(
+                "method {} is not allowed; RealTheory sends POST",
+                parts.method
+            ),
         );
         let mut response = reject(&receiver, facts, None, rejection).await;
         response
@@ -111,7 +114,11 @@ pub(super) async fn handle(State(receiver): State<Arc<Receiver>>, request: Reque
     let alert = match model::parse(&body) {
         Ok(alert) => alert,
         Err(error) => {
-            let rejection = Rejection::new(Outcome::Malformed, StatusCode::BAD_REQUEST, error.to_string());
+            let rejection = Rejection::new(
+                Outcome::Malformed,
+                StatusCode::BAD_REQUEST,
+                error.to_string(),
+            );
             return reject_authenticated(&receiver, facts, body, headers, rejection).await;
         }
     };
@@ -139,7 +146,12 @@ async fn store(
         Sink::Store(writer) => writer,
         Sink::Discard => return stored_response(Outcome::Stored, &id),
     };
-    let delivery = delivery(facts, Some(&body), Some(headers), Verdict::Alert(Box::new(alert)));
+    let delivery = delivery(
+        facts,
+        Some(&body),
+        Some(headers),
+        Verdict::Alert(Box::new(alert)),
+    );
     let remote_addr = delivery.remote_addr.clone();
 
     match writer.submit(delivery).await {
@@ -164,11 +176,20 @@ async fn store(
 }
 
 fn stored_response(outcome: Outcome, id: &str) -> Response {
-    (StatusCode::OK, Json(json!({ "outcome": outcome.as_str(), "id": id }))).into_response()
+    (
+        StatusCode::OK,
+        Json(json!({ "outcome": outcome.as_str(), "id": id })),
+    )
+        .into_response()
 }
 
 /// Logs and records a rejection of an unauthenticated request; the body is not kept.
-async fn reject(receiver: &Receiver, facts: RequestFacts, body: Option<&Bytes>, rejection: Rejection) -> Response {
+async fn reject(
+    receiver: &Receiver,
+    facts: RequestFacts,
+    body: Option<&Bytes>,
+    rejection: Rejection,
+) -> Response {
     let delivery = delivery_without_body(facts, body, &rejection);
     finish_rejection(receiver, delivery, rejection).await
 }
@@ -186,7 +207,11 @@ async fn reject_authenticated(
     finish_rejection(receiver, delivery, rejection).await
 }
 
-async fn finish_rejection(receiver: &Receiver, delivery: Delivery, rejection: Rejection) -> Response {
+async fn finish_rejection(
+    receiver: &Receiver,
+    delivery: Delivery,
+    rejection: Rejection,
+) -> Response {
     if let Permit::Log { suppressed_before } = receiver.rejection_log.check() {
         tracing::warn!(
             outcome = rejection.outcome.as_str(),
@@ -203,7 +228,11 @@ async fn finish_rejection(receiver: &Receiver, delivery: Delivery, rejection: Re
             tracing::debug!(%error, "rejected delivery not recorded");
         }
     }
-    error_response(rejection.status, rejection.outcome.as_str(), &rejection.reason)
+    error_response(
+        rejection.status,
+        rejection.outcome.as_str(),
+        &rejection.reason,
+    )
 }
 
 fn verdict(rejection: &Rejection) -> Verdict {
@@ -214,13 +243,22 @@ fn verdict(rejection: &Rejection) -> Verdict {
     }
 }
 
-fn delivery_without_body(facts: RequestFacts, body: Option<&Bytes>, rejection: &Rejection) -> Delivery {
+fn delivery_without_body(
+    facts: RequestFacts,
+    body: Option<&Bytes>,
+    rejection: &Rejection,
+) -> Delivery {
     let mut delivery = delivery(facts, body, None, verdict(rejection));
     delivery.body = None;
     delivery
 }
 
-fn delivery(facts: RequestFacts, body: Option<&Bytes>, headers: Option<String>, verdict: Verdict) -> Delivery {
+fn delivery(
+    facts: RequestFacts,
+    body: Option<&Bytes>,
+    headers: Option<String>,
+    verdict: Verdict,
+) -> Delivery {
     let (body_size, body_sha256) = match body {
         Some(body) => (body.len(), hex::encode(Sha256::digest(body))),
         None => (0, String::new()),
@@ -244,7 +282,11 @@ fn error_response(status: StatusCode, outcome: &str, reason: &str) -> Response {
 }
 
 /// Reads the whole body within the size and time limits.
-async fn read_body(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Result<Bytes, Rejection> {
+async fn read_body(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Rejection> {
     let limit = receiver.max_body_bytes;
     let too_large = || {
         Rejection::new(
@@ -267,7 +309,10 @@ async fn read_body(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Resu
         Err(_) => Err(Rejection::new(
             Outcome::Timeout,
             StatusCode::REQUEST_TIMEOUT,
-            format!("body not received within {} s", receiver.body_timeout.as_secs()),
+            format!(
+                "body not received within {} s",
+                receiver.body_timeout.as_secs()
+            ),
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
@@ -302,7 +347,10 @@ fn unsupported_encoding(headers: &HeaderMap) -> Option<String> {
 fn check_age(receiver: &Receiver, sent_ns: Option<i64>, received_ms: i64) -> Option<String> {
     let max_age = receiver.max_payload_age?;
     let Some(sent_ns) = sent_ns else {
-        return Some("payload has no `timestamp`, which the configured max_payload_age_secs requires".to_owned());
+        return Some(
+            "payload has no `timestamp`, which the configured max_payload_age_secs requires"
+                .to_owned(),
+        );
     };
     let sent_ms = sent_ns / 1_000_000;
     let skew_ms = received_ms - sent_ms;
@@ -337,8 +385,7 @@ fn remote_address(info: Option<ConnectionInfo>, headers: &HeaderMap) -> String {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .map(str::trim)
-            .filter(|value| !value.is_empty())
-            .last();
+            .rfind(|value| !value.is_empty());
         if let Some(address) = forwarded {
             return address.chars().take(64).collect();
         }

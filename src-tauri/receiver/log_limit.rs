@@ -36,7 +36,10 @@ impl LogLimit {
     }
 
     pub fn check(&self) -> Permit {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut suppressed_before = 0;
         if state.started.elapsed() >= self.window {
             suppressed_before = state.suppressed;
@@ -62,7 +65,12 @@ mod tests {
     fn lines_past_limit_are_counted() {
         let limit = LogLimit::new(2, Duration::from_millis(0));
         // A zero-length window opens a new one on every check.
-        assert!(matches!(limit.check(), Permit::Log { suppressed_before: 0 }));
+        assert!(matches!(
+            limit.check(),
+            Permit::Log {
+                suppressed_before: 0
+            }
+        ));
 
         let limit = LogLimit::new(2, Duration::from_secs(3600));
         assert!(matches!(limit.check(), Permit::Log { .. }));

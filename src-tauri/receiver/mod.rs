@@ -27,8 +27,8 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::secret::Secret;
-use crate::store::WriterHandle;
 pub use crate::store::writer::Via;
+use crate::store::WriterHandle;
 use verify::BasicCredentials;
 
 /// Where verified deliveries go.

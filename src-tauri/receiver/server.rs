@@ -65,10 +65,13 @@ impl ConnectionServer {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let info = ConnectionInfo { remote, via };
-        let service = self.router.clone().map_request(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(info);
-            request
-        });
+        let service = self
+            .router
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(info);
+                request
+            });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_timeout)
@@ -88,7 +91,10 @@ impl ConnectionServer {
             .await
             .is_err()
         {
-            tracing::warn!("closed connections that were still busy after {} s", SHUTDOWN_GRACE.as_secs());
+            tracing::warn!(
+                "closed connections that were still busy after {} s",
+                SHUTDOWN_GRACE.as_secs()
+            );
         }
     }
 }

@@ -143,7 +143,9 @@ pub fn verify_signature(
 pub fn decode_signature(value: &[u8]) -> Result<[u8; 32], VerifyError> {
     let value = value.trim_ascii();
     let prefix_len = SIGNATURE_PREFIX.len();
-    if value.len() != prefix_len + 64 || !value[..prefix_len].eq_ignore_ascii_case(SIGNATURE_PREFIX.as_bytes()) {
+    if value.len() != prefix_len + 64
+        || !value[..prefix_len].eq_ignore_ascii_case(SIGNATURE_PREFIX.as_bytes())
+    {
         return Err(VerifyError::MalformedSignature);
     }
     let mut bytes = [0u8; 32];
@@ -154,16 +156,19 @@ pub fn decode_signature(value: &[u8]) -> Result<[u8; 32], VerifyError> {
 
 /// Computes the header value RealTheory sends for `body`: `sha256=` and lower-case hex.
 pub fn sign(secret: &Secret, body: &[u8]) -> String {
-    let mut mac =
-        HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length");
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC accepts keys of any length");
     mac.update(body);
-    format!("{SIGNATURE_PREFIX}{}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "{SIGNATURE_PREFIX}{}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 /// Builds the `Authorization` header value for HTTP Basic auth.
 pub fn basic_header(user: &str, password: &Secret) -> String {
-    let token = base64::engine::general_purpose::STANDARD
-        .encode(format!("{user}:{}", password.expose()));
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
     format!("Basic {token}")
 }
 
@@ -188,7 +193,10 @@ mod tests {
 
     #[test]
     fn github_vector_signs() {
-        assert_eq!(sign(&Secret::new(GITHUB_SECRET), GITHUB_BODY), GITHUB_SIGNATURE);
+        assert_eq!(
+            sign(&Secret::new(GITHUB_SECRET), GITHUB_BODY),
+            GITHUB_SIGNATURE
+        );
     }
 
     #[test]
@@ -196,7 +204,11 @@ mod tests {
         let secrets = [Secret::new(GITHUB_SECRET)];
         for name in ["HTTP-X-HUB-SIGNATURE-256", "X-Hub-Signature-256"] {
             let map = headers(&[(name, GITHUB_SIGNATURE)]);
-            let name_lower: &'static str = if name.starts_with("HTTP") { SIGNATURE_HEADER } else { SIGNATURE_HEADER_ALT };
+            let name_lower: &'static str = if name.starts_with("HTTP") {
+                SIGNATURE_HEADER
+            } else {
+                SIGNATURE_HEADER_ALT
+            };
             assert!(map.contains_key(name_lower));
             assert_eq!(verify_signature(&secrets, &map, GITHUB_BODY), Ok(()));
         }
@@ -223,15 +235,31 @@ mod tests {
         let cases = [
             ("", VerifyError::MalformedSignature),
             ("sha256=", VerifyError::MalformedSignature),
-            ("sha1=757107ea0eb2509fc211221cce984b8a37570b6d", VerifyError::MalformedSignature),
+            (
+                "sha1=757107ea0eb2509fc211221cce984b8a37570b6d",
+                VerifyError::MalformedSignature,
+            ),
             (&GITHUB_SIGNATURE[..70], VerifyError::MalformedSignature),
-            ("sha256=zz7107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", VerifyError::MalformedSignature),
-            ("757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", VerifyError::MalformedSignature),
-            ("sha256=857107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", VerifyError::WrongSignature),
+            (
+                "sha256=zz7107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+                VerifyError::MalformedSignature,
+            ),
+            (
+                "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+                VerifyError::MalformedSignature,
+            ),
+            (
+                "sha256=857107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+                VerifyError::WrongSignature,
+            ),
         ];
         for (value, expected) in cases {
             let map = headers(&[(SIGNATURE_HEADER, value)]);
-            assert_eq!(verify_signature(&secrets, &map, GITHUB_BODY), Err(expected), "{value:?}");
+            assert_eq!(
+                verify_signature(&secrets, &map, GITHUB_BODY),
+                Err(expected),
+                "{value:?}"
+            );
         }
     }
 
@@ -247,7 +275,10 @@ mod tests {
     #[test]
     fn two_signature_headers_rejected() {
         let secrets = [Secret::new(GITHUB_SECRET)];
-        let map = headers(&[(SIGNATURE_HEADER, GITHUB_SIGNATURE), (SIGNATURE_HEADER_ALT, GITHUB_SIGNATURE)]);
+        let map = headers(&[
+            (SIGNATURE_HEADER, GITHUB_SIGNATURE),
+            (SIGNATURE_HEADER_ALT, GITHUB_SIGNATURE),
+        ]);
         assert_eq!(
             verify_signature(&secrets, &map, GITHUB_BODY),
             Err(VerifyError::DuplicateSignature)
@@ -268,8 +299,14 @@ mod tests {
         let wrong = basic_header("realtheory", &Secret::new("nope"));
         let cases = [
             (None, VerifyError::MissingCredentials),
-            (Some("Basic !!!not-base64"), VerifyError::MalformedCredentials),
-            (Some("Basic bm9jb2xvbg=="), VerifyError::MalformedCredentials),
+            (
+                Some("Basic !!!not-base64"),
+                VerifyError::MalformedCredentials,
+            ),
+            (
+                Some("Basic bm9jb2xvbg=="),
+                VerifyError::MalformedCredentials,
+            ),
             (Some("Bearer abc"), VerifyError::MalformedCredentials),
             (Some(wrong.as_str()), VerifyError::WrongCredentials),
         ];

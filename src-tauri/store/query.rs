@@ -6,7 +6,6 @@
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
-use serde_json::Map;
 
 use super::{now_ms, StoreError};
 use crate::model::{format_time, safe_console_url, Level};
@@ -366,9 +365,10 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
                 clause.where_sql()
             );
             let mut statement = connection.prepare_cached(&sql)?;
-            let rows = statement.query_map(params_from_iter(std::mem::take(&mut clause.params)), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
+            let rows = statement.query_map(
+                params_from_iter(std::mem::take(&mut clause.params)),
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
             rows.collect::<Result<_, _>>()?
         };
         facets.push(Facet { field, values });
@@ -378,11 +378,16 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
 
 /// Returns one alert as JSON: the SystemAlert fields of its latest payload under their own
 /// names, then `consoleUrl` (only if http or https), delivery counts and the triage.
-pub fn alert_json(connection: &Connection, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+pub fn alert_json(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
     let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM alerts WHERE id = ?1");
     let row = connection
         .prepare_cached(&sql)?
-        .query_row([id], |row| Ok((summary_from_row(row)?, row.get::<_, String>(19)?)))
+        .query_row([id], |row| {
+            Ok((summary_from_row(row)?, row.get::<_, String>(19)?))
+        })
         .optional()?;
     Ok(row.map(|(summary, payload)| to_json(&summary, &payload)))
 }
@@ -420,12 +425,18 @@ fn to_json(summary: &AlertSummary, payload: &str) -> serde_json::Value {
             serde_json::Value::Object(map) => Some(map),
             _ => None,
         })
-        .unwrap_or_else(Map::new);
+        .unwrap_or_default();
     object.insert("id".to_owned(), summary.id.clone().into());
     object.insert("consoleUrl".to_owned(), summary.console_url.clone().into());
     object.insert("deliveryCount".to_owned(), summary.delivery_count.into());
-    object.insert("firstReceived".to_owned(), format_ms(summary.first_received_ms).into());
-    object.insert("lastReceived".to_owned(), format_ms(summary.last_received_ms).into());
+    object.insert(
+        "firstReceived".to_owned(),
+        format_ms(summary.first_received_ms).into(),
+    );
+    object.insert(
+        "lastReceived".to_owned(),
+        format_ms(summary.last_received_ms).into(),
+    );
     object.insert("read".to_owned(), summary.read.into());
     object.insert("acknowledged".to_owned(), summary.acknowledged.into());
     object.insert(

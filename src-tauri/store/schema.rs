@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn migrations_reach_latest_once() {
         let mut connection = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut connection).unwrap(), (0, MIGRATIONS.len() as u32));
+        assert_eq!(
+            migrate(&mut connection).unwrap(),
+            (0, MIGRATIONS.len() as u32)
+        );
         assert_eq!(
             migrate(&mut connection).unwrap(),
             (MIGRATIONS.len() as u32, MIGRATIONS.len() as u32)

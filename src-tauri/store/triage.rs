@@ -18,11 +18,15 @@ pub enum TriageAction {
     Unacknowledge,
     /// Hides the alert from the active inbox until `untilMs` (milliseconds since the epoch).
     #[serde(rename_all = "camelCase")]
-    Snooze { until_ms: i64 },
+    Snooze {
+        until_ms: i64,
+    },
     Unsnooze,
     Archive,
     Unarchive,
-    SetNote { note: String },
+    SetNote {
+        note: String,
+    },
 }
 
 /// Longest note kept, in characters.
@@ -31,7 +35,11 @@ pub const MAX_NOTE_CHARS: usize = 10_000;
 /// Applies `action` to every alert in `ids` in one transaction; returns how many changed.
 ///
 /// An id that matches no alert is an error, and then nothing changes.
-pub fn apply(connection: &mut Connection, ids: &[String], action: &TriageAction) -> Result<usize, StoreError> {
+pub fn apply(
+    connection: &mut Connection,
+    ids: &[String],
+    action: &TriageAction,
+) -> Result<usize, StoreError> {
     let now = now_ms();
     // `?1` is the new value and `?2` the alert id.
     let (assignment, value): (&str, Value) = match action {
@@ -45,7 +53,10 @@ pub fn apply(connection: &mut Connection, ids: &[String], action: &TriageAction)
         TriageAction::Unacknowledge => ("acknowledged_ms = ?1", Value::Null),
         TriageAction::Snooze { until_ms } => ("snoozed_until_ms = ?1", Value::Integer(*until_ms)),
         TriageAction::Unsnooze => ("snoozed_until_ms = ?1", Value::Null),
-        TriageAction::Archive => ("archived_ms = coalesce(archived_ms, ?1)", Value::Integer(now)),
+        TriageAction::Archive => (
+            "archived_ms = coalesce(archived_ms, ?1)",
+            Value::Integer(now),
+        ),
         TriageAction::Unarchive => ("archived_ms = ?1", Value::Null),
         TriageAction::SetNote { note } => (
             "note = ?1",
@@ -59,7 +70,8 @@ pub fn apply(connection: &mut Connection, ids: &[String], action: &TriageAction)
     {
         let mut statement = transaction.prepare_cached(&sql)?;
         for id in ids {
-            let updated = statement.execute(params_from_iter([value.clone(), Value::Text(id.clone())]))?;
+            let updated =
+                statement.execute(params_from_iter([value.clone(), Value::Text(id.clone())]))?;
             if updated == 0 {
                 return Err(StoreError::NotFound(id.clone()));
             }

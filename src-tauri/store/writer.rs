@@ -285,7 +285,10 @@ fn upsert_alert(
 
     let Some((stored_updated, stored_level)) = existing else {
         insert_alert(connection, alert, received_ms)?;
-        return Ok((Outcome::Stored, Some(event(AlertEventKind::New, alert, None))));
+        return Ok((
+            Outcome::Stored,
+            Some(event(AlertEventKind::New, alert, None)),
+        ));
     };
 
     // A missing `updated` sorts below any present one.
@@ -311,7 +314,11 @@ fn upsert_alert(
     Ok((outcome, Some(event)))
 }
 
-fn insert_alert(connection: &Connection, alert: &AlertRecord, received_ms: i64) -> Result<(), StoreError> {
+fn insert_alert(
+    connection: &Connection,
+    alert: &AlertRecord,
+    received_ms: i64,
+) -> Result<(), StoreError> {
     connection
         .prepare_cached(
             "INSERT INTO alerts (id, key, title, message, details, level, level_rank, category,
@@ -348,7 +355,11 @@ fn insert_alert(connection: &Connection, alert: &AlertRecord, received_ms: i64) 
 }
 
 /// Replaces the sender's fields; the triage columns are left as they are.
-fn update_alert(connection: &Connection, alert: &AlertRecord, received_ms: i64) -> Result<(), StoreError> {
+fn update_alert(
+    connection: &Connection,
+    alert: &AlertRecord,
+    received_ms: i64,
+) -> Result<(), StoreError> {
     connection
         .prepare_cached(
             "UPDATE alerts SET key = ?2, title = ?3, message = ?4, details = ?5, level = ?6,

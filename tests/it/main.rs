@@ -1,0 +1,6 @@
+//! Integration tests: one binary, a module per topic, shared set-up in `helpers`.
+
+mod cli;
+mod helpers;
+mod receiver;
+mod tunnel;
