@@ -28,6 +28,8 @@ pub struct DeliveryRow {
     pub body: Option<String>,
 }
 
+/// Inserts one log row and returns its id. Without `keep_body` the body is not written,
+/// because the alert's `payload` is the same bytes.
 pub(super) fn insert(
     connection: &Connection,
     delivery: &Delivery,
@@ -35,7 +37,8 @@ pub(super) fn insert(
     status: u16,
     reason: &str,
     alert_id: Option<&str>,
-) -> Result<(), StoreError> {
+    keep_body: bool,
+) -> Result<i64, StoreError> {
     connection
         .prepare_cached(
             "INSERT INTO deliveries (received_ms, remote_addr, via, method, path, outcome,
@@ -55,9 +58,9 @@ pub(super) fn insert(
             delivery.body_sha256,
             alert_id,
             delivery.headers,
-            delivery.body.as_deref(),
+            delivery.body.as_deref().filter(|_| keep_body),
         ])?;
-    Ok(())
+    Ok(connection.last_insert_rowid())
 }
 
 /// Removes rows older than the retention age and beyond the row limit; returns the count.
@@ -82,11 +85,13 @@ pub fn list(
     limit: usize,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT id, received_ms, remote_addr, via, method, path, outcome, status, reason,
-             body_size, body_sha256, alert_id, headers, body
-         FROM deliveries
-         WHERE ?1 IS NULL OR alert_id = ?1
-         ORDER BY id DESC LIMIT ?2",
+        "SELECT d.id, d.received_ms, d.remote_addr, d.via, d.method, d.path, d.outcome,
+             d.status, d.reason, d.body_size, d.body_sha256, d.alert_id, d.headers,
+             CAST(coalesce(d.body, a.payload) AS BLOB)
+         FROM deliveries d
+         LEFT JOIN alerts a ON a.id = d.alert_id AND a.payload_delivery_id = d.id
+         WHERE ?1 IS NULL OR d.alert_id = ?1
+         ORDER BY d.id DESC LIMIT ?2",
     )?;
     let rows = statement.query_map(params![alert_id, limit as i64], |row| {
         let headers: Option<String> = row.get(12)?;

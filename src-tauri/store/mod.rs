@@ -139,6 +139,9 @@ fn configure(connection: &Connection) -> Result<(), StoreError> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // Statement journals and temporary tables stay in memory. On disk they cost a write
+    // per changed page of every statement that might need a partial rollback.
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 

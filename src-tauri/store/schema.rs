@@ -38,6 +38,8 @@ const MIGRATIONS: &[&str] = &[
         expires_ns          INTEGER,
         postponed_until_ns  INTEGER,
         payload             TEXT NOT NULL,
+        -- The delivery-log row whose body `payload` is; that row stores no copy of it.
+        payload_delivery_id INTEGER,
         delivery_count      INTEGER NOT NULL DEFAULT 1,
         first_received_ms   INTEGER NOT NULL,
         last_received_ms    INTEGER NOT NULL,
@@ -73,6 +75,8 @@ const MIGRATIONS: &[&str] = &[
         body_sha256     TEXT NOT NULL,
         alert_id        TEXT,
         headers         TEXT,
+        -- NULL when the body is the payload of the alert that names this row as its
+        -- `payload_delivery_id`, so a stored delivery is written once.
         body            BLOB
     );
     CREATE INDEX deliveries_by_alert ON deliveries (alert_id) WHERE alert_id IS NOT NULL;
@@ -92,32 +96,32 @@ const MIGRATIONS: &[&str] = &[
         value   TEXT NOT NULL
     );
 
+    -- Full-text index of the alerts' text. It is contentless, so a row can be deleted by
+    -- rowid alone, and it is filled in batches by the writer from `alerts_fts_pending`
+    -- rather than in each ingest transaction: per-commit FTS segments and their merges
+    -- were most of the write cost of a delivery.
     CREATE VIRTUAL TABLE alerts_fts USING fts5 (
         title, message, details, object_name, cluster, namespace,
-        content = 'alerts', content_rowid = 'seq',
+        content = '', contentless_delete = 1,
         tokenize = 'unicode61 remove_diacritics 2'
     );
+    -- Alerts waiting to be indexed; `replace` is 1 when the index holds an old version.
+    CREATE TABLE alerts_fts_pending (
+        seq     INTEGER PRIMARY KEY,
+        replace INTEGER NOT NULL
+    );
     CREATE TRIGGER alerts_fts_insert AFTER INSERT ON alerts BEGIN
-        INSERT INTO alerts_fts (rowid, title, message, details, object_name, cluster, namespace)
-        VALUES (new.seq, new.title, new.message, new.details, new.object_name, new.cluster,
-                new.namespace);
+        INSERT OR IGNORE INTO alerts_fts_pending (seq, replace) VALUES (new.seq, 0);
     END;
-    CREATE TRIGGER alerts_fts_delete AFTER DELETE ON alerts BEGIN
-        INSERT INTO alerts_fts (alerts_fts, rowid, title, message, details, object_name,
-                                cluster, namespace)
-        VALUES ('delete', old.seq, old.title, old.message, old.details, old.object_name,
-                old.cluster, old.namespace);
-    END;
-    -- Only changes to indexed text touch the index, so triage updates stay cheap.
+    -- Only changes to indexed text queue a row, so triage updates stay cheap. A row still
+    -- queued from its insert keeps `replace = 0`: the index has no old version of it.
     CREATE TRIGGER alerts_fts_update
     AFTER UPDATE OF title, message, details, object_name, cluster, namespace ON alerts BEGIN
-        INSERT INTO alerts_fts (alerts_fts, rowid, title, message, details, object_name,
-                                cluster, namespace)
-        VALUES ('delete', old.seq, old.title, old.message, old.details, old.object_name,
-                old.cluster, old.namespace);
-        INSERT INTO alerts_fts (rowid, title, message, details, object_name, cluster, namespace)
-        VALUES (new.seq, new.title, new.message, new.details, new.object_name, new.cluster,
-                new.namespace);
+        INSERT OR IGNORE INTO alerts_fts_pending (seq, replace) VALUES (new.seq, 1);
+    END;
+    CREATE TRIGGER alerts_fts_delete AFTER DELETE ON alerts BEGIN
+        DELETE FROM alerts_fts WHERE rowid = old.seq;
+        DELETE FROM alerts_fts_pending WHERE seq = old.seq;
     END;
     "#,
 ];

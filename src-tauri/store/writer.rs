@@ -24,6 +24,13 @@ pub const MAX_BATCH: usize = 1024;
 const QUEUE_CAPACITY: usize = 4096;
 /// How often old delivery-log rows are removed.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often queued alerts are added to the full-text index; search lags by at most this
+/// much plus the time to index a backlog.
+const FTS_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the checkpoint thread copies committed pages into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+/// Most alerts indexed in one transaction, so indexing never holds up deliveries for long.
+const FTS_BATCH: i64 = 5_000;
 
 /// What became of one request to the webhook path; stored in the delivery log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -160,13 +167,38 @@ pub struct Retention {
 
 impl WriterHandle {
     /// Starts the writer thread on `connection`. The thread ends when every handle is gone.
-    pub fn spawn(connection: Connection, retention: Retention) -> (Self, thread::JoinHandle<()>) {
+    ///
+    /// With a `checkpointer` connection, WAL checkpoints run on a thread of their own
+    /// instead of inside the commit that crosses SQLite's threshold, so copying pages into
+    /// the database file does not hold up deliveries.
+    pub fn spawn(
+        connection: Connection,
+        checkpointer: Option<Connection>,
+        retention: Retention,
+    ) -> (Self, thread::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let (events, _) = broadcast::channel(1024);
         let thread_events = events.clone();
+
+        let stop_checkpoints = checkpointer.map(|checkpointer| {
+            if let Err(error) = connection.pragma_update(None, "wal_autocheckpoint", 0) {
+                tracing::warn!(%error, "failed to turn off automatic checkpoints");
+            }
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            thread::Builder::new()
+                .name("store-checkpoint".to_owned())
+                .spawn(move || checkpoint_until_stopped(&checkpointer, &stopped))
+                .expect("failed to spawn the checkpoint thread");
+            stop
+        });
+
         let join = thread::Builder::new()
             .name("store-writer".to_owned())
-            .spawn(move || run(connection, receiver, thread_events, retention))
+            .spawn(move || {
+                run(connection, receiver, thread_events, retention);
+                // Dropping the sender ends the checkpoint thread after a last checkpoint.
+                drop(stop_checkpoints);
+            })
             .expect("failed to spawn the store writer thread");
         (Self { sender, events }, join)
     }
@@ -197,44 +229,42 @@ fn run(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_prune = Instant::now() - PRUNE_INTERVAL;
+    let mut last_index = Instant::now();
+    // Alerts from before a restart may still wait for the full-text index.
+    let mut index_due = true;
     let mut failing = false;
+    // Only for waiting on the channel with a timeout; the thread does no other async work.
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("failed to build the store writer's timer");
 
-    while let Some(first) = receiver.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    loop {
+        let job = if index_due {
+            let wait = FTS_INTERVAL.saturating_sub(last_index.elapsed());
+            match waiter.block_on(async { tokio::time::timeout(wait, receiver.recv()).await }) {
+                Ok(Some(job)) => Some(job),
+                Ok(None) => break,
+                Err(_) => None,
             }
+        } else {
+            match receiver.blocking_recv() {
+                Some(job) => Some(job),
+                None => break,
+            }
+        };
+
+        if let Some(job) = job {
+            batch.push(job);
+            drain(&mut receiver, &mut batch);
+            finish_batch(&mut connection, &mut batch, &events, &mut failing);
+            index_due = true;
         }
 
-        match write_batch(&mut connection, &batch) {
-            Ok(results) => {
-                if failing {
-                    tracing::info!("store writes succeed again");
-                    failing = false;
-                }
-                for (job, (outcome, event)) in batch.drain(..).zip(results) {
-                    if let Some(event) = event {
-                        // No subscriber is fine: the headless receiver has none.
-                        let _ = events.send(event);
-                    }
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
-            Err(error) => {
-                // Logged once per failing period, so a full disk does not flood the log.
-                if !failing {
-                    tracing::error!(%error, deliveries = batch.len(), "failed to commit deliveries; answering 503 until writes succeed");
-                    failing = true;
-                }
-                let error = Arc::new(error);
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(Arc::clone(&error)));
-                }
-            }
+        if index_due && last_index.elapsed() >= FTS_INTERVAL {
+            index_due = index_pending(&mut connection);
+            last_index = Instant::now();
         }
-
         if last_prune.elapsed() >= PRUNE_INTERVAL {
             last_prune = Instant::now();
             match super::deliveries::prune(&connection, retention) {
@@ -244,7 +274,121 @@ fn run(
             }
         }
     }
+    // Index what is still queued, so a search right after shutdown finds every alert.
+    while index_pending(&mut connection) {}
     tracing::debug!("store writer stopped");
+}
+
+/// Runs a passive checkpoint every [`CHECKPOINT_INTERVAL`] until `stopped` disconnects,
+/// then a final one that also truncates the WAL file.
+fn checkpoint_until_stopped(connection: &Connection, stopped: &std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let mode = match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+            Err(RecvTimeoutError::Timeout) | Ok(()) => "PASSIVE",
+            Err(RecvTimeoutError::Disconnected) => "TRUNCATE",
+        };
+        let result =
+            connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
+        if let Err(error) = result {
+            tracing::warn!(%error, mode, "WAL checkpoint failed");
+        }
+        if mode == "TRUNCATE" {
+            return;
+        }
+    }
+}
+
+/// Moves every queued job into `batch`, up to [`MAX_BATCH`].
+fn drain(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Commits `batch`, then answers each job and publishes its event.
+fn finish_batch(
+    connection: &mut Connection,
+    batch: &mut Vec<Job>,
+    events: &broadcast::Sender<AlertEvent>,
+    failing: &mut bool,
+) {
+    match write_batch(connection, batch) {
+        Ok(results) => {
+            if *failing {
+                tracing::info!("store writes succeed again");
+                *failing = false;
+            }
+            for (job, (outcome, event)) in batch.drain(..).zip(results) {
+                if let Some(event) = event {
+                    // No subscriber is fine: the headless receiver has none.
+                    let _ = events.send(event);
+                }
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(error) => {
+            // Logged once per failing period, so a full disk does not flood the log.
+            if !*failing {
+                tracing::error!(%error, deliveries = batch.len(), "failed to commit deliveries; answering 503 until writes succeed");
+                *failing = true;
+            }
+            let error = Arc::new(error);
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(Arc::clone(&error)));
+            }
+        }
+    }
+}
+
+/// Indexes up to [`FTS_BATCH`] queued alerts; returns whether more are queued.
+fn index_pending(connection: &mut Connection) -> bool {
+    let result = (|| -> Result<bool, StoreError> {
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction
+            .prepare_cached(
+                "CREATE TEMP TABLE IF NOT EXISTS fts_batch (seq INTEGER PRIMARY KEY, replace INTEGER)",
+            )?
+            .execute([])?;
+        transaction
+            .prepare_cached("DELETE FROM temp.fts_batch")?
+            .execute([])?;
+        let queued = transaction
+            .prepare_cached(
+                "INSERT INTO temp.fts_batch SELECT seq, replace FROM alerts_fts_pending
+                 ORDER BY seq LIMIT ?1",
+            )?
+            .execute([FTS_BATCH])?;
+        if queued == 0 {
+            return Ok(false);
+        }
+        transaction
+            .prepare_cached(
+                "DELETE FROM alerts_fts WHERE rowid IN (SELECT seq FROM temp.fts_batch WHERE replace)",
+            )?
+            .execute([])?;
+        transaction
+            .prepare_cached(
+                "INSERT INTO alerts_fts (rowid, title, message, details, object_name, cluster, namespace)
+                 SELECT a.seq, a.title, a.message, a.details, a.object_name, a.cluster, a.namespace
+                 FROM temp.fts_batch b JOIN alerts a ON a.seq = b.seq",
+            )?
+            .execute([])?;
+        transaction
+            .prepare_cached(
+                "DELETE FROM alerts_fts_pending WHERE seq IN (SELECT seq FROM temp.fts_batch)",
+            )?
+            .execute([])?;
+        transaction.commit()?;
+        Ok(queued as i64 == FTS_BATCH)
+    })();
+    result.unwrap_or_else(|error| {
+        tracing::warn!(%error, "failed to update the full-text index; retrying later");
+        false
+    })
 }
 
 type JobResult = (Outcome, Option<AlertEvent>);
@@ -254,51 +398,77 @@ fn write_batch(connection: &mut Connection, batch: &[Job]) -> Result<Vec<JobResu
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let delivery = &job.delivery;
-        let (outcome, status, reason, alert_id, event) = match &delivery.verdict {
-            Verdict::Alert(alert) => {
-                let (outcome, event) = upsert_alert(&transaction, alert, delivery.received_ms)?;
-                (outcome, 200, String::new(), Some(alert.id.as_str()), event)
-            }
+        let result = match &delivery.verdict {
+            Verdict::Alert(alert) => store_alert(&transaction, delivery, alert)?,
             Verdict::Rejected {
                 outcome,
                 status,
                 reason,
-            } => (*outcome, *status, reason.clone(), None, None),
+            } => {
+                super::deliveries::insert(
+                    &transaction,
+                    delivery,
+                    *outcome,
+                    *status,
+                    reason,
+                    None,
+                    true,
+                )?;
+                (*outcome, None)
+            }
         };
-        super::deliveries::insert(&transaction, delivery, outcome, status, &reason, alert_id)?;
-        results.push((outcome, event));
+        results.push(result);
     }
     transaction.commit()?;
     Ok(results)
 }
 
-/// Inserts a new alert or applies a newer version; returns the outcome and the event.
-fn upsert_alert(
+/// Logs the delivery and inserts a new alert or applies a newer version; returns the
+/// outcome and the event. A stored version's body lives in `alerts.payload` only.
+fn store_alert(
     connection: &Connection,
+    delivery: &Delivery,
     alert: &AlertRecord,
-    received_ms: i64,
-) -> Result<(Outcome, Option<AlertEvent>), StoreError> {
+) -> Result<JobResult, StoreError> {
     let existing: Option<(Option<i64>, String)> = connection
         .prepare_cached("SELECT updated_ns, level FROM alerts WHERE id = ?1")?
         .query_row([&alert.id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
 
-    let Some((stored_updated, stored_level)) = existing else {
-        insert_alert(connection, alert, received_ms)?;
-        return Ok((
-            Outcome::Stored,
-            Some(event(AlertEventKind::New, alert, None)),
-        ));
-    };
-
     // A missing `updated` sorts below any present one.
-    let outcome = match alert.updated.cmp(&stored_updated) {
-        std::cmp::Ordering::Greater => Outcome::Stored,
-        std::cmp::Ordering::Equal => Outcome::Duplicate,
-        std::cmp::Ordering::Less => Outcome::Outdated,
+    let outcome = match &existing {
+        None => Outcome::Stored,
+        Some((stored_updated, _)) => match alert.updated.cmp(stored_updated) {
+            std::cmp::Ordering::Greater => Outcome::Stored,
+            std::cmp::Ordering::Equal => Outcome::Duplicate,
+            std::cmp::Ordering::Less => Outcome::Outdated,
+        },
+    };
+    let keep_body = outcome != Outcome::Stored;
+    let delivery_id = super::deliveries::insert(
+        connection,
+        delivery,
+        outcome,
+        200,
+        "",
+        Some(&alert.id),
+        keep_body,
+    )?;
+    let received_ms = delivery.received_ms;
+
+    let Some((_, stored_level)) = existing else {
+        insert_alert(connection, alert, received_ms, delivery_id)?;
+        return Ok((outcome, Some(event(AlertEventKind::New, alert, None))));
     };
     if outcome == Outcome::Stored {
-        update_alert(connection, alert, received_ms)?;
+        // The replaced payload moves to the delivery row it came from, so it is kept.
+        connection
+            .prepare_cached(
+                "UPDATE deliveries SET body = (SELECT payload FROM alerts WHERE id = ?1)
+                 WHERE id = (SELECT payload_delivery_id FROM alerts WHERE id = ?1) AND body IS NULL",
+            )?
+            .execute([&alert.id])?;
+        update_alert(connection, alert, received_ms, delivery_id)?;
         let event = event(AlertEventKind::Updated, alert, Some(stored_level));
         return Ok((outcome, Some(event)));
     }
@@ -318,15 +488,16 @@ fn insert_alert(
     connection: &Connection,
     alert: &AlertRecord,
     received_ms: i64,
+    delivery_id: i64,
 ) -> Result<(), StoreError> {
     connection
         .prepare_cached(
             "INSERT INTO alerts (id, key, title, message, details, level, level_rank, category,
                  state, object_type, object_name, cluster, namespace, domain_name, console_url,
                  created_ns, updated_ns, expires_ns, postponed_until_ns, payload,
-                 first_received_ms, last_received_ms)
+                 payload_delivery_id, first_received_ms, last_received_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19, ?20, ?21, ?21)",
+                 ?17, ?18, ?19, ?20, ?22, ?21, ?21)",
         )?
         .execute(params![
             alert.id,
@@ -350,6 +521,7 @@ fn insert_alert(
             alert.postponed_until,
             alert.payload,
             received_ms,
+            delivery_id,
         ])?;
     Ok(())
 }
@@ -359,6 +531,7 @@ fn update_alert(
     connection: &Connection,
     alert: &AlertRecord,
     received_ms: i64,
+    delivery_id: i64,
 ) -> Result<(), StoreError> {
     connection
         .prepare_cached(
@@ -366,7 +539,7 @@ fn update_alert(
                  level_rank = ?7, category = ?8, state = ?9, object_type = ?10,
                  object_name = ?11, cluster = ?12, namespace = ?13, domain_name = ?14,
                  console_url = ?15, created_ns = ?16, updated_ns = ?17, expires_ns = ?18,
-                 postponed_until_ns = ?19, payload = ?20,
+                 postponed_until_ns = ?19, payload = ?20, payload_delivery_id = ?22,
                  delivery_count = delivery_count + 1,
                  last_received_ms = max(last_received_ms, ?21)
              WHERE id = ?1",
@@ -393,6 +566,7 @@ fn update_alert(
             alert.postponed_until,
             alert.payload,
             received_ms,
+            delivery_id,
         ])?;
     Ok(())
 }

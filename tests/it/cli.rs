@@ -188,10 +188,16 @@ fn alerts_filters_narrow_the_list() {
     assert_eq!(ids(&[]).len(), 2);
     assert_eq!(ids(&["--level", "high"]), [EXAMPLE_ID.to_owned()]);
     assert_eq!(ids(&["--level", "Medium,High"]).len(), 2);
-    assert_eq!(ids(&["--cluster", "prod-eu-west"]), std::slice::from_ref(&unicode_id));
+    assert_eq!(
+        ids(&["--cluster", "prod-eu-west"]),
+        std::slice::from_ref(&unicode_id)
+    );
     assert_eq!(ids(&["--namespace", "web-app"]), [EXAMPLE_ID.to_owned()]);
     assert_eq!(ids(&["--state", "Postponed"]), Vec::<String>::new());
-    assert_eq!(ids(&["--search", "speicher"]), std::slice::from_ref(&unicode_id));
+    assert_eq!(
+        ids(&["--search", "speicher"]),
+        std::slice::from_ref(&unicode_id)
+    );
     assert_eq!(ids(&["--search", "recently"]), [EXAMPLE_ID.to_owned()]);
     assert_eq!(ids(&["--search", "OOMKill"]).len(), 2);
     assert_eq!(ids(&["--since", "1h"]).len(), 2);

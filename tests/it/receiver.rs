@@ -765,3 +765,48 @@ async fn idle_connection_closed_after_header_timeout() {
     .unwrap();
     assert!(closed, "connection still open after the header timeout");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_finds_alert_while_running() {
+    use alert_inbox::store::{query, AlertFilter};
+    let receiver = TestReceiver::start().await;
+    receiver.post_signed(&fixture("unicode-raw.json")).await;
+
+    // The full-text index is filled in batches a moment after the commit.
+    let filter = AlertFilter {
+        text: "speicherdruck".to_owned(),
+        ..AlertFilter::default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = query::list(&receiver.reader(), &filter, None, 10).unwrap();
+        if found.len() == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alert never became searchable"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaced_version_kept_in_log() {
+    let receiver = TestReceiver::start().await;
+    let first = fixture("documented-example.json");
+    let second = fixture("documented-example-postponed.json");
+    receiver.post_signed(&first).await;
+    receiver.post_signed(&second).await;
+
+    let rows = receiver.deliveries();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].body.as_deref().map(str::as_bytes),
+        Some(second.as_slice())
+    );
+    assert_eq!(
+        rows[1].body.as_deref().map(str::as_bytes),
+        Some(first.as_slice())
+    );
+}

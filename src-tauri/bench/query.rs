@@ -1,0 +1,433 @@
+//! The query benchmark: the inbox's queries on a store of synthetic alerts.
+//!
+//! The alerts spread over 20 clusters, 60 namespaces, four levels (weighted towards Low),
+//! five states, six categories, eight object kinds and a year of receive times; a tenth
+//! are read, a twentieth acknowledged and a fiftieth archived. The store is filled once
+//! per data directory and reused by later runs.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use alert_inbox::model::Level;
+use alert_inbox::store::query::{self, AlertFilter, Condition, Field};
+use alert_inbox::store::triage::{self, TriageAction};
+use alert_inbox::store::{now_ms, Store};
+use clap::Args;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rusqlite::params;
+
+use super::stats::{ms, percentile};
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Alerts in the store; missing ones are generated first
+    #[arg(long, default_value_t = 1_000_000)]
+    alerts: usize,
+    /// Directory of the store, kept between runs [default: a new temporary directory]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Timed runs of each query (after one untimed run)
+    #[arg(long, default_value_t = 9)]
+    runs: usize,
+}
+
+const LEVELS: [(&str, u32); 4] = [("Low", 50), ("Medium", 30), ("High", 15), ("Critical", 5)];
+const STATES: [&str; 5] = ["New", "Active", "Postponed", "Resolved", "Expired"];
+const CATEGORIES: [&str; 6] = [
+    "Health",
+    "Capacity",
+    "Cost",
+    "Security",
+    "Configuration",
+    "Reliability",
+];
+const KINDS: [&str; 8] = [
+    "Pod",
+    "Node",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "Namespace",
+    "Cluster",
+];
+const WORDS: [&str; 24] = [
+    "memory",
+    "pressure",
+    "restarted",
+    "OOMKilled",
+    "throttled",
+    "pending",
+    "evicted",
+    "disk",
+    "latency",
+    "certificate",
+    "expiring",
+    "replicas",
+    "unavailable",
+    "crashloop",
+    "image",
+    "pull",
+    "quota",
+    "exceeded",
+    "network",
+    "policy",
+    "volume",
+    "mount",
+    "failed",
+    "probe",
+];
+
+pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_owned());
+    let (store, mut connection) = Store::open(&data_dir)?;
+
+    let existing: i64 =
+        connection.query_row("SELECT count(*) FROM alerts", [], |row| row.get(0))?;
+    if (existing as usize) < args.alerts {
+        let started = Instant::now();
+        fill(&mut connection, existing as usize, args.alerts)?;
+        println!(
+            "generated {} alerts in {:.1} s",
+            args.alerts - existing as usize,
+            started.elapsed().as_secs_f64()
+        );
+        connection.execute_batch("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);")?;
+    }
+    let total: i64 = connection.query_row("SELECT count(*) FROM alerts", [], |row| row.get(0))?;
+    let size = std::fs::metadata(store.path())?.len();
+    println!(
+        "store: {total} alerts, {} MiB at {}",
+        size / (1024 * 1024),
+        store.path().display()
+    );
+
+    let reader = Store::open_reader(&data_dir)?;
+    let condition = |field, values: &[&str]| Condition {
+        field,
+        negate: false,
+        values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    let day_ago = now_ms() - 86_400_000;
+    let cases: Vec<(&str, AlertFilter)> = vec![
+        ("no filter", AlertFilter::default()),
+        (
+            "level=High",
+            AlertFilter {
+                conditions: vec![condition(Field::Level, &["High"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "level=Critical",
+            AlertFilter {
+                conditions: vec![condition(Field::Level, &["Critical"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "cluster=cluster-07",
+            AlertFilter {
+                conditions: vec![condition(Field::Cluster, &["cluster-07"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "namespace=ns-42",
+            AlertFilter {
+                conditions: vec![condition(Field::Namespace, &["ns-42"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "state=Postponed",
+            AlertFilter {
+                conditions: vec![condition(Field::State, &["Postponed"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "category=Security",
+            AlertFilter {
+                conditions: vec![condition(Field::Category, &["Security"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "objectType=StatefulSet",
+            AlertFilter {
+                conditions: vec![condition(Field::ObjectType, &["StatefulSet"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "is:unread",
+            AlertFilter {
+                conditions: vec![condition(Field::Status, &["unread"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "is:acknowledged",
+            AlertFilter {
+                conditions: vec![condition(Field::Status, &["acknowledged"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "is:archived",
+            AlertFilter {
+                conditions: vec![condition(Field::Status, &["archived"])],
+                ..Default::default()
+            },
+        ),
+        (
+            "level>=High",
+            AlertFilter {
+                min_level: Some(Level::High),
+                ..Default::default()
+            },
+        ),
+        (
+            "received in last day",
+            AlertFilter {
+                since_ms: Some(day_ago),
+                ..Default::default()
+            },
+        ),
+        (
+            "level=Critical cluster=cluster-07",
+            AlertFilter {
+                conditions: vec![
+                    condition(Field::Level, &["Critical"]),
+                    condition(Field::Cluster, &["cluster-07"]),
+                ],
+                ..Default::default()
+            },
+        ),
+        (
+            "level=Critical cluster=cluster-07 ns=ns-42 is:unread",
+            AlertFilter {
+                conditions: vec![
+                    condition(Field::Level, &["Critical"]),
+                    condition(Field::Cluster, &["cluster-07"]),
+                    condition(Field::Namespace, &["ns-42"]),
+                    condition(Field::Status, &["unread"]),
+                ],
+                ..Default::default()
+            },
+        ),
+        (
+            "cluster!=cluster-07 level=High",
+            AlertFilter {
+                conditions: vec![
+                    Condition {
+                        negate: true,
+                        ..condition(Field::Cluster, &["cluster-07"])
+                    },
+                    condition(Field::Level, &["High"]),
+                ],
+                ..Default::default()
+            },
+        ),
+    ];
+
+    println!(
+        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
+        "first page (100 rows)", "min", "median", "max", "rows"
+    );
+    for (name, filter) in &cases {
+        let (times, rows) = time(args.runs, || {
+            query::list(&reader, filter, None, 100).map(|rows| rows.len())
+        })?;
+        report(name, &times, rows);
+    }
+
+    println!(
+        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
+        "full-text search (first page)", "min", "median", "max", "rows"
+    );
+    for text in [
+        "memory",
+        "certificate expiring",
+        "crashloop image pull",
+        "zzzz-no-such-word",
+        "pressure cluster-07",
+    ] {
+        let filter = AlertFilter {
+            text: text.to_owned(),
+            ..Default::default()
+        };
+        let (times, rows) = time(args.runs, || {
+            query::list(&reader, &filter, None, 100).map(|rows| rows.len())
+        })?;
+        report(&format!("\"{text}\""), &times, rows);
+    }
+
+    println!(
+        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
+        "facet counts (all fields)", "min", "median", "max", "values"
+    );
+    for (name, filter) in cases.iter().take(4).chain(cases.iter().skip(13).take(1)) {
+        let (times, values) = time(args.runs, || {
+            query::facets(&reader, filter).map(|facets| facets.iter().map(|f| f.values.len()).sum())
+        })?;
+        report(name, &times, values);
+    }
+
+    println!(
+        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
+        "triage update (one alert)", "min", "median", "max", "rows"
+    );
+    let mut writer = store.open_connection()?;
+    let id: String = reader.query_row(
+        "SELECT id FROM alerts ORDER BY seq DESC LIMIT 1",
+        [],
+        |row| row.get(0),
+    )?;
+    let ids = [id];
+    for (name, action) in [
+        ("mark read", TriageAction::MarkRead),
+        ("mark unread", TriageAction::MarkUnread),
+        ("acknowledge", TriageAction::Acknowledge),
+        ("archive", TriageAction::Archive),
+    ] {
+        let (times, rows) = time(args.runs, || triage::apply(&mut writer, &ids, &action))?;
+        report(name, &times, rows);
+    }
+    let (times, rows) = time(args.runs, || {
+        let ids: Vec<String> = query::list(&reader, &AlertFilter::default(), None, 100)?
+            .into_iter()
+            .map(|alert| alert.id)
+            .collect();
+        triage::apply(&mut writer, &ids, &TriageAction::MarkRead)
+    })?;
+    report("mark read, 100 alerts (bulk)", &times, rows);
+    Ok(())
+}
+
+fn time<T>(
+    runs: usize,
+    mut action: impl FnMut() -> Result<T, alert_inbox::store::StoreError>,
+) -> anyhow::Result<(Vec<Duration>, T)> {
+    let mut result = action()?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        result = action()?;
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    Ok((times, result))
+}
+
+fn report(name: &str, times: &[Duration], rows: usize) {
+    println!(
+        "{:<55} {:>12} {:>12} {:>12} {:>6}",
+        name,
+        ms(times[0]),
+        ms(percentile(times, 50.0)),
+        ms(times[times.len() - 1]),
+        rows
+    );
+}
+
+fn pick_level(rng: &mut StdRng) -> &'static str {
+    let mut roll = rng.random_range(0..100);
+    for (level, weight) in LEVELS {
+        if roll < weight {
+            return level;
+        }
+        roll -= weight;
+    }
+    "Low"
+}
+
+/// Inserts alerts `from..to` with the same columns the writer fills.
+fn fill(connection: &mut rusqlite::Connection, from: usize, to: usize) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(from as u64);
+    let now = now_ms();
+    let year_ms = 365 * 86_400_000i64;
+    let chunk = 50_000;
+    let mut start = from;
+    while start < to {
+        let end = (start + chunk).min(to);
+        let transaction = connection.transaction()?;
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO alerts (id, key, title, message, details, level, level_rank, category,
+                     state, object_type, object_name, cluster, namespace, domain_name, console_url,
+                     created_ns, updated_ns, expires_ns, postponed_until_ns, payload, delivery_count,
+                     first_received_ms, last_received_ms, read_ms, acknowledged_ms, archived_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, NULL, NULL, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+            )?;
+            for index in start..end {
+                let id = format!("synthetic-{index:09}");
+                let level = pick_level(&mut rng);
+                let kind = KINDS[rng.random_range(0..KINDS.len())];
+                let cluster = format!("cluster-{:02}", rng.random_range(0..20));
+                let namespace = format!("ns-{:02}", rng.random_range(0..60));
+                let object = format!("{}-{:05}", kind.to_lowercase(), rng.random_range(0..50_000));
+                let words: Vec<&str> = (0..4)
+                    .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                    .collect();
+                let title = format!("{kind} {} {}", words[0], words[1]);
+                let message = format!(
+                    "The check found {} {} on {kind} '{object}'.",
+                    words[2], words[3]
+                );
+                let details = format!(
+                    "Observed value {} above threshold {}.",
+                    rng.random_range(50..100),
+                    90
+                );
+                let received = now - rng.random_range(0..year_ms);
+                let created_ns = (received - 60_000) * 1_000_000;
+                let payload = format!(
+                    r#"{{"content": {{"id": "{id}", "title": "{title}", "level": "{level}", "metadata": {{"objectType": "{kind}", "objectName": "{object}", "clusterName": "{cluster}", "namespaceName": "{namespace}"}}}}}}"#
+                );
+                let roll = rng.random_range(0..100);
+                let read = (roll < 10).then_some(received + 1000);
+                let acknowledged = (roll < 5).then_some(received + 2000);
+                let archived = (roll < 2).then_some(received + 3000);
+                insert.execute(params![
+                    id,
+                    format!("{kind}Check::{object}"),
+                    title,
+                    message,
+                    details,
+                    level,
+                    Level::rank(level),
+                    CATEGORIES[rng.random_range(0..CATEGORIES.len())],
+                    STATES[rng.random_range(0..STATES.len())],
+                    kind,
+                    object,
+                    cluster,
+                    namespace,
+                    "Synthetic",
+                    format!("https://portal.example/alerts/{id}"),
+                    created_ns,
+                    created_ns,
+                    payload,
+                    1,
+                    received,
+                    received,
+                    read,
+                    acknowledged,
+                    archived,
+                ])?;
+            }
+        }
+        transaction.commit()?;
+        start = end;
+        eprint!("\rgenerating alerts: {start}/{to}");
+    }
+    eprintln!();
+    Ok(())
+}
