@@ -418,8 +418,7 @@ pub fn list_json(
 
 fn to_json(summary: &AlertSummary, payload: &str) -> serde_json::Value {
     // The payload was valid JSON when stored; an unreadable one still yields the columns.
-    let mut object = serde_json::from_str::<serde_json::Value>(payload)
-        .ok()
+    let mut object = lenient_json(payload)
         .and_then(|mut value| value.get_mut("content").map(serde_json::Value::take))
         .and_then(|content| match content {
             serde_json::Value::Object(map) => Some(map),
@@ -446,6 +445,35 @@ fn to_json(summary: &AlertSummary, payload: &str) -> serde_json::Value {
     object.insert("archived".to_owned(), summary.archived.into());
     object.insert("note".to_owned(), summary.note.clone().into());
     serde_json::Value::Object(object)
+}
+
+/// Parses stored JSON into a value. A number beyond the range of `f64` (such as `1e400`),
+/// which `serde_json::Value` cannot hold, becomes a string of its source text, so the
+/// members around it are still returned. `None` only for text that is not JSON.
+fn lenient_json(text: &str) -> Option<serde_json::Value> {
+    use serde_json::value::RawValue;
+    if let Ok(value) = serde_json::from_str(text) {
+        return Some(value);
+    }
+    if let Ok(members) =
+        serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(text)
+    {
+        let object = members
+            .into_iter()
+            .map(|(key, raw)| (key, lenient_json(raw.get()).unwrap_or_default()))
+            .collect();
+        return Some(serde_json::Value::Object(object));
+    }
+    if let Ok(items) = serde_json::from_str::<Vec<Box<RawValue>>>(text) {
+        let items = items
+            .iter()
+            .map(|raw| lenient_json(raw.get()).unwrap_or_default())
+            .collect();
+        return Some(serde_json::Value::Array(items));
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .ok()
+        .map(|_| serde_json::Value::String(text.trim().to_owned()))
 }
 
 fn format_ms(ms: i64) -> String {

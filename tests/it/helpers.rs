@@ -89,6 +89,11 @@ impl TestReceiver {
             .body(body.to_vec())
     }
 
+    /// The listener's `host:port`, for raw TCP clients.
+    pub fn address(&self) -> String {
+        self.runtime.as_ref().unwrap().local_addr().to_string()
+    }
+
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }

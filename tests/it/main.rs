@@ -2,5 +2,6 @@
 
 mod cli;
 mod helpers;
+mod hostile;
 mod receiver;
 mod tunnel;
