@@ -92,6 +92,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     if (existing as usize) < args.alerts {
         let started = Instant::now();
         fill(&mut connection, existing as usize, args.alerts)?;
+        alert_inbox::store::writer::index_all_pending(&mut connection);
         println!(
             "generated {} alerts in {:.1} s",
             args.alerts - existing as usize,

@@ -100,7 +100,7 @@ impl TriageStatus {
             Self::Unread => "read_ms IS NULL",
             Self::Read => "read_ms IS NOT NULL",
             Self::Acknowledged => "acknowledged_ms IS NOT NULL",
-            Self::Snoozed => "coalesce(snoozed_until_ms, 0) > ?",
+            Self::Snoozed => "snoozed_until_ms > ?",
             Self::Archived => "archived_ms IS NOT NULL",
         }
     }
@@ -339,6 +339,9 @@ pub struct Facet {
 /// Counts alerts per value of each facet field. Each field's counts apply every other
 /// condition of `filter` but its own, so choosing one value still shows the others.
 pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet>, StoreError> {
+    if *filter == AlertFilter::default() {
+        return unfiltered_facets(connection);
+    }
     let mut facets = Vec::with_capacity(Field::FACETS.len());
     for field in Field::FACETS {
         let mut clause = Clause::build(filter, Some(field));
@@ -371,6 +374,51 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
             )?;
             rows.collect::<Result<_, _>>()?
         };
+        facets.push(Facet { field, values });
+    }
+    Ok(facets)
+}
+
+/// Reads the counts of every alert from `facet_counts`, which triggers keep current.
+fn unfiltered_facets(connection: &Connection) -> Result<Vec<Facet>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT field, value, count FROM facet_counts WHERE count > 0
+         ORDER BY field, count DESC, value",
+    )?;
+    let rows: Vec<(String, String, i64)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let snoozed: i64 = connection
+        .prepare_cached("SELECT count(*) FROM alerts WHERE snoozed_until_ms > ?1")?
+        .query_row([now_ms()], |row| row.get(0))?;
+
+    let mut facets = Vec::with_capacity(Field::FACETS.len());
+    for field in Field::FACETS {
+        let name = serde_json::to_value(field)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut values: Vec<(String, i64)> = rows
+            .iter()
+            .filter(|(row_field, _, _)| *row_field == name)
+            .map(|(_, value, count)| (value.clone(), *count))
+            .take(200)
+            .collect();
+        if field == Field::Status {
+            values = TriageStatus::ALL
+                .iter()
+                .map(|status| {
+                    let count = match status {
+                        TriageStatus::Snoozed => snoozed,
+                        other => values
+                            .iter()
+                            .find(|(value, _)| value == other.as_str())
+                            .map_or(0, |(_, count)| *count),
+                    };
+                    (status.as_str().to_owned(), count)
+                })
+                .collect();
+        }
         facets.push(Facet { field, values });
     }
     Ok(facets)

@@ -59,7 +59,70 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX alerts_by_category ON alerts (category, last_received_ms DESC);
     CREATE INDEX alerts_by_object_type ON alerts (object_type, last_received_ms DESC);
     CREATE INDEX alerts_unread ON alerts (last_received_ms DESC) WHERE read_ms IS NULL;
-    CREATE INDEX alerts_archived ON alerts (archived_ms, last_received_ms DESC);
+    CREATE INDEX alerts_acknowledged ON alerts (last_received_ms DESC)
+        WHERE acknowledged_ms IS NOT NULL;
+    CREATE INDEX alerts_archived ON alerts (last_received_ms DESC) WHERE archived_ms IS NOT NULL;
+    CREATE INDEX alerts_snoozed ON alerts (snoozed_until_ms) WHERE snoozed_until_ms IS NOT NULL;
+
+    -- Alerts per value of each facet field, kept by triggers so the unfiltered counts cost
+    -- a read of a few rows instead of a scan of every alert. `status` counts the triage
+    -- states that do not depend on the clock (snoozed does, and has its own index).
+    CREATE TABLE facet_counts (
+        field   TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        count   INTEGER NOT NULL,
+        PRIMARY KEY (field, value)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER facet_counts_insert AFTER INSERT ON alerts BEGIN
+        INSERT INTO facet_counts (field, value, count)
+        SELECT facet.field, facet.value, 1 FROM (
+            SELECT 'level' AS field, new.level AS value
+            UNION ALL SELECT 'category', new.category
+            UNION ALL SELECT 'cluster', new.cluster
+            UNION ALL SELECT 'namespace', new.namespace
+            UNION ALL SELECT 'state', new.state
+            UNION ALL SELECT 'objectType', new.object_type
+            UNION ALL SELECT 'status', CASE WHEN new.read_ms IS NULL THEN 'unread' ELSE 'read' END
+            UNION ALL SELECT 'status', CASE WHEN new.acknowledged_ms IS NOT NULL THEN 'acknowledged' END
+            UNION ALL SELECT 'status', CASE WHEN new.archived_ms IS NOT NULL THEN 'archived' END
+        ) AS facet
+        WHERE facet.value IS NOT NULL
+        ON CONFLICT (field, value) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER facet_counts_update
+    AFTER UPDATE OF level, category, cluster, namespace, state, object_type, read_ms,
+        acknowledged_ms, archived_ms ON alerts BEGIN
+        UPDATE facet_counts SET count = count - 1 WHERE (field, value) IN (VALUES
+            ('level', old.level), ('category', old.category), ('cluster', old.cluster),
+            ('namespace', old.namespace), ('state', old.state),
+            ('objectType', old.object_type),
+            ('status', CASE WHEN old.read_ms IS NULL THEN 'unread' ELSE 'read' END),
+            ('status', CASE WHEN old.acknowledged_ms IS NOT NULL THEN 'acknowledged' END),
+            ('status', CASE WHEN old.archived_ms IS NOT NULL THEN 'archived' END));
+        INSERT INTO facet_counts (field, value, count)
+        SELECT facet.field, facet.value, 1 FROM (
+            SELECT 'level' AS field, new.level AS value
+            UNION ALL SELECT 'category', new.category
+            UNION ALL SELECT 'cluster', new.cluster
+            UNION ALL SELECT 'namespace', new.namespace
+            UNION ALL SELECT 'state', new.state
+            UNION ALL SELECT 'objectType', new.object_type
+            UNION ALL SELECT 'status', CASE WHEN new.read_ms IS NULL THEN 'unread' ELSE 'read' END
+            UNION ALL SELECT 'status', CASE WHEN new.acknowledged_ms IS NOT NULL THEN 'acknowledged' END
+            UNION ALL SELECT 'status', CASE WHEN new.archived_ms IS NOT NULL THEN 'archived' END
+        ) AS facet
+        WHERE facet.value IS NOT NULL
+        ON CONFLICT (field, value) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER facet_counts_delete AFTER DELETE ON alerts BEGIN
+        UPDATE facet_counts SET count = count - 1 WHERE (field, value) IN (VALUES
+            ('level', old.level), ('category', old.category), ('cluster', old.cluster),
+            ('namespace', old.namespace), ('state', old.state),
+            ('objectType', old.object_type),
+            ('status', CASE WHEN old.read_ms IS NULL THEN 'unread' ELSE 'read' END),
+            ('status', CASE WHEN old.acknowledged_ms IS NOT NULL THEN 'acknowledged' END),
+            ('status', CASE WHEN old.archived_ms IS NOT NULL THEN 'archived' END));
+    END;
 
     CREATE TABLE deliveries (
         id              INTEGER PRIMARY KEY,

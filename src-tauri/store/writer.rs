@@ -275,7 +275,7 @@ fn run(
         }
     }
     // Index what is still queued, so a search right after shutdown finds every alert.
-    while index_pending(&mut connection) {}
+    index_all_pending(&mut connection);
     tracing::debug!("store writer stopped");
 }
 
@@ -342,6 +342,11 @@ fn finish_batch(
             }
         }
     }
+}
+
+/// Indexes every queued alert, for tools that fill the store without the writer.
+pub fn index_all_pending(connection: &mut Connection) {
+    while index_pending(connection) {}
 }
 
 /// Indexes up to [`FTS_BATCH`] queued alerts; returns whether more are queued.

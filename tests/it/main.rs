@@ -1,7 +1,9 @@
 //! Integration tests: one binary, a module per topic, shared set-up in `helpers`.
 
 mod cli;
+mod crash;
 mod helpers;
 mod hostile;
 mod receiver;
+mod store;
 mod tunnel;
