@@ -5,7 +5,8 @@
 //! long after a laptop wakes. The session here is built with a connector that cancels the
 //! crate's own reconnect, so a dropped session ends, and [`supervise`] starts a new one on
 //! its own schedule ([`backoff`], at most 30 s), at once after a detected wake (the wall
-//! clock jumps ahead of the monotonic clock) or when the user asks ([`TunnelHandle::retry_now`]).
+//! clock jumps ahead of the monotonic clock), when the default route changes, or when the
+//! user asks ([`TunnelHandle::retry_now`]).
 //!
 //! # Honesty
 //! The status is a [`TunnelStatus`] on a watch channel, shown by the window, the tray and
@@ -333,6 +334,7 @@ async fn supervise(
             () = tokio::time::sleep(pause) => {}
             () = retry.notified() => {}
             () = wake_detected() => tracing::info!("machine woke from sleep; reconnecting now"),
+            () = default_route_changed() => tracing::info!("network changed; reconnecting now"),
             _ = stopped.changed() => break,
         }
     }
@@ -401,7 +403,11 @@ async fn run_session(
         .is_some_and(|previous| previous != url);
     tracing::info!(%url, url_changed, "ngrok tunnel online");
     if url_changed {
-        tracing::warn!(%url, previous = previous_url.as_deref().unwrap_or_default(), "the public URL changed: update the webhook URL in RealTheory");
+        tracing::warn!(
+            %url,
+            given = previous_url.as_deref().unwrap_or_default(),
+            "the public URL changed: update the webhook URL in RealTheory, then run `alert-inbox tunnel given`"
+        );
     }
     outages.end();
     publish(
@@ -470,6 +476,44 @@ async fn wake_detected() {
     }
 }
 
+/// Resolves when the set of interfaces with a default route changes, which is what a
+/// returning network looks like. Reads Linux's `/proc/net/route`; elsewhere it never
+/// resolves and the backoff alone paces reconnects.
+async fn default_route_changed() {
+    const TICK: Duration = Duration::from_secs(2);
+    let initial = default_routes();
+    if initial.is_none() {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(TICK).await;
+        if default_routes() != initial {
+            return;
+        }
+    }
+}
+
+/// Interfaces that have a default route, from `/proc/net/route`; `None` if unreadable.
+fn default_routes() -> Option<Vec<String>> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    Some(parse_default_routes(&table))
+}
+
+fn parse_default_routes(table: &str) -> Vec<String> {
+    let mut interfaces: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let interface = fields.next()?;
+            let destination = fields.next()?;
+            (destination == "00000000").then(|| interface.to_owned())
+        })
+        .collect();
+    interfaces.sort();
+    interfaces
+}
+
 /// Records outages and the last public URL in the store, when there is one.
 struct OutageLog {
     connection: Option<std::sync::Mutex<rusqlite::Connection>>,
@@ -535,6 +579,37 @@ impl OutageLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_come_from_config() {
+        let mut config = Config::default();
+        config.tunnel.authtoken = Some(Secret::new("token"));
+        config.tunnel.domain = Some("inbox.ngrok.app".to_owned());
+        let settings = TunnelSettings::from_config(&config);
+        assert_eq!(settings.authtoken, Some(Secret::new("token")));
+        assert_eq!(settings.domain.as_deref(), Some("inbox.ngrok.app"));
+        assert!(settings.session_builder().is_ok());
+    }
+
+    #[test]
+    fn blank_settings_count_as_unset() {
+        let mut config = Config::default();
+        config.tunnel.authtoken = Some(Secret::new(""));
+        config.tunnel.domain = Some("  ".to_owned());
+        let settings = TunnelSettings::from_config(&config);
+        assert_eq!(settings.authtoken, None);
+        assert_eq!(settings.domain, None);
+    }
+
+    #[test]
+    fn default_routes_parsed() {
+        let table = "Iface\tDestination\tGateway\tFlags\n\
+                     wlan0\t00000000\t0101A8C0\t0003\n\
+                     wlan0\t0001A8C0\t00000000\t0001\n\
+                     eth0\t00000000\t0100000A\t0003\n";
+        assert_eq!(parse_default_routes(table), ["eth0", "wlan0"]);
+        assert!(parse_default_routes("Iface\tDestination\n").is_empty());
+    }
 
     #[test]
     fn backoff_is_capped() {

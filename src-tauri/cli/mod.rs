@@ -5,6 +5,7 @@ mod alerts;
 mod config_cmd;
 pub mod send_test;
 mod serve;
+mod tunnel_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     /// Show or create the config file
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Show the public URL and outages, or record the URL RealTheory was given
+    #[command(subcommand)]
+    Tunnel(tunnel_cmd::TunnelCommand),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -54,6 +58,7 @@ pub fn main() -> ExitCode {
         Some(Command::Deliveries(args)) => alerts::run_deliveries(cli.config, args),
         Some(Command::SendTest(args)) => send_test::run(cli.config, args),
         Some(Command::Config(command)) => config_cmd::run(cli.config, command),
+        Some(Command::Tunnel(command)) => tunnel_cmd::run(cli.config, command),
         None => run_desktop(cli.config),
     };
     match result {

@@ -441,3 +441,32 @@ fn tunnel_without_auth_refused() {
     );
     assert!(error.contains("ALERT_INBOX_WEBHOOK_SECRET"), "{error}");
 }
+
+#[test]
+fn tunnel_given_records_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+
+    let none = command(dir.path())
+        .args(["tunnel", "given", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no public URL is known yet"));
+
+    run(command(dir.path()).args([
+        "tunnel",
+        "given",
+        "--url",
+        "https://a.ngrok.app",
+        "--data-dir",
+        data,
+    ]));
+    let status = run(command(dir.path()).args(["tunnel", "status", "--data-dir", data]));
+    let text = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        text.contains("given to RealTheory: https://a.ngrok.app"),
+        "{text}"
+    );
+}

@@ -143,3 +143,86 @@ async fn shutdown_stops_reconnecting() {
         .expect("shutdown finishes while the tunnel is reconnecting");
     assert_eq!(*status.borrow(), TunnelStatus::Off);
 }
+
+/// Serves one in-memory connection as if it came through the tunnel, and sends `request`.
+async fn through_tunnel(receiver: &TestReceiver, request: String) -> String {
+    use alert_inbox::receiver::server::{ConnectionLimits, ConnectionServer};
+    use alert_inbox::receiver::{router, Receiver, Sink, Via};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // The same router function the tunnel uses, over the receiver's own store.
+    let store = receiver.runtime.as_ref().unwrap().store().clone();
+    let connection = store.open_connection().unwrap();
+    let (writer, _thread) = alert_inbox::store::WriterHandle::spawn(
+        connection,
+        None,
+        alert_inbox::store::writer::Retention {
+            max_age: Duration::from_secs(86_400),
+            max_rows: 1000,
+        },
+    );
+    let config = config(&receiver.data_dir);
+    let app = router(Arc::new(Receiver::new(&config, Sink::Store(writer))));
+    let server = ConnectionServer::new(
+        app,
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(5),
+            max_connections: 4,
+        },
+    );
+    let (mut client, server_side) = tokio::io::duplex(64 * 1024);
+    let slot = server.reserve().await;
+    server.serve(
+        server_side,
+        "198.51.100.1:443".parse().unwrap(),
+        Via::Tunnel,
+        slot,
+    );
+
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&response).contains("\r\n\r\n") {
+        let read = client.read(&mut buffer).await.unwrap();
+        if read == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnel_router_serves_only_webhook() {
+    let receiver = TestReceiver::start().await;
+    for path in ["/", "/api/alerts", "/health", "/webhook/"] {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x.ngrok.app\r\nConnection: close\r\n\r\n");
+        let response = through_tunnel(&receiver, request).await;
+        assert!(response.starts_with("HTTP/1.1 404"), "{path}: {response}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnel_delivery_logs_forwarded_address() {
+    use alert_inbox::receiver::verify::{basic_header, sign, SIGNATURE_HEADER};
+    let receiver = TestReceiver::start().await;
+    let body = String::from_utf8(fixture("documented-example.json")).unwrap();
+    let request = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x.ngrok.app\r\nConnection: close\r\n\
+         Content-Length: {}\r\nAuthorization: {}\r\n{}: {}\r\n\
+         X-Forwarded-For: 10.9.9.9, 203.0.113.7\r\n\r\n{body}",
+        body.len(),
+        basic_header(USER, &Secret::new(PASSWORD)),
+        SIGNATURE_HEADER,
+        sign(&Secret::new(SECRET), body.as_bytes()),
+    );
+    let response = through_tunnel(&receiver, request).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let rows = receiver.deliveries();
+    assert_eq!(rows[0].via, "tunnel");
+    // The last hop is the address ngrok saw; earlier entries could be forged.
+    assert_eq!(rows[0].remote_addr, "203.0.113.7");
+}
