@@ -100,7 +100,7 @@ pub struct TunnelConfig {
     pub server_addr: Option<String>,
 }
 
-/// Which alerts raise a desktop notification.
+/// Rules for which alerts raise a desktop notification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationConfig {
@@ -263,7 +263,7 @@ impl Config {
         Ok(())
     }
 
-    /// Whether the receiver checks anything at all before storing a delivery.
+    /// Returns whether the receiver checks anything at all before storing a delivery.
     pub fn is_authenticated(&self) -> bool {
         !self.webhook_secrets.is_empty() || self.basic_user.is_some()
     }

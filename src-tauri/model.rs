@@ -216,7 +216,7 @@ pub fn parse(body: &[u8]) -> Result<AlertRecord, PayloadError> {
     })
 }
 
-/// Whether arrays and objects in `json` nest deeper than `limit`; brackets inside strings
+/// Returns whether arrays and objects in `json` nest deeper than `limit`; brackets inside strings
 /// do not count. serde_json skips unknown fields without a depth limit, and the stored
 /// payload is parsed again later, so the depth is checked up front.
 fn exceeds_depth(json: &[u8], limit: usize) -> bool {

@@ -124,7 +124,7 @@ impl Runtime {
         self.local_addr
     }
 
-    /// The loopback webhook URL, such as `http://127.0.0.1:8787/webhook`.
+    /// Returns the loopback webhook URL, such as `http://127.0.0.1:8787/webhook`.
     pub fn local_url(&self) -> String {
         format!("http://{}{}", self.local_addr, self.path)
     }

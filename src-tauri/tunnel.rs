@@ -29,7 +29,7 @@ use crate::receiver::Via;
 use crate::secret::Secret;
 use crate::store::{now_ms, outages, Store};
 
-/// Longest wait for a session to connect before the attempt counts as failed.
+/// Maximum wait for a session to connect before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest pause between reconnect attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -72,7 +72,7 @@ pub enum TunnelStatus {
         /// ngrok's error code, such as `ERR_NGROK_105`, when it sent one.
         code: Option<String>,
         message: String,
-        /// What the user can do about it.
+        /// The action that fixes it, for the user.
         hint: String,
     },
 }
@@ -98,7 +98,7 @@ impl std::fmt::Display for TunnelStatus {
     }
 }
 
-/// What ngrok settings a session is built from.
+/// The ngrok settings a session is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelSettings {
     pub authtoken: Option<Secret>,

@@ -184,7 +184,9 @@ fn prepare(template: &[u8], prefix: &str, count: usize) -> Vec<Prepared> {
     let secret = Secret::new(SECRET);
     (0..count)
         .map(|index| {
-            let id = format!("{prefix}-{index:08}");
+            // Random like RealTheory's UUIDs, so index inserts land on random pages.
+            let random = hex::encode(rand::random::<[u8; 12]>());
+            let id = format!("{random}-{prefix}-{index:08}");
             value["content"]["id"] = id.clone().into();
             value["consoleUrl"] = format!("https://myendpoint.realtheory.io/alerts/{id}").into();
             let body = serde_json::to_vec_pretty(&value).expect("JSON serializes");

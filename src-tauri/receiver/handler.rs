@@ -372,7 +372,7 @@ fn check_age(receiver: &Receiver, sent_ns: Option<i64>, received_ms: i64) -> Opt
     }
 }
 
-/// The client's address: the TCP peer, or for tunnel traffic the address ngrok appended
+/// Returns the client's address: the TCP peer, or for tunnel traffic the address ngrok appended
 /// to `X-Forwarded-For`. The header is ignored on loopback, where anyone could set it.
 fn remote_address(info: Option<ConnectionInfo>, headers: &HeaderMap) -> String {
     let Some(info) = info else {

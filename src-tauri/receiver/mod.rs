@@ -1,7 +1,7 @@
 //! The webhook receiver: one axum route that verifies, parses and stores deliveries.
 //!
 //! Each request to the webhook path goes through these steps, and each step that fails
-//! answers at once, after a delivery-log row is written:
+//! responds at once, after a delivery-log row is written:
 //!
 //! 1. method (405) and `Content-Encoding` (415);
 //! 2. size: `Content-Length` over the limit is 413 before any body is read, and a body
@@ -31,10 +31,10 @@ pub use crate::store::writer::Via;
 use crate::store::WriterHandle;
 use verify::BasicCredentials;
 
-/// Where verified deliveries go.
+/// The destination of verified deliveries.
 #[derive(Clone)]
 pub enum Sink {
-    /// The store: answer only after the commit.
+    /// The store: respond only after the commit.
     Store(WriterHandle),
     /// Nowhere: verify and parse only. Used to measure the receiver's ceiling.
     Discard,

@@ -21,7 +21,7 @@ const SIGNATURE_PREFIX: &str = "sha256=";
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Why a request failed authentication; the message is safe to send to the client.
+/// The reason a request failed authentication. The message is safe to send to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("missing Authorization header")]
@@ -41,7 +41,7 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// Whether the failure is about the signature rather than the credentials.
+    /// Returns whether the failure is about the signature rather than the credentials.
     pub fn is_signature(self) -> bool {
         matches!(
             self,

@@ -4,7 +4,7 @@
 //! The database runs in WAL mode with `synchronous = FULL`, so a committed transaction
 //! survives a crash or power loss. Every write goes through the single [`writer`] thread,
 //! which commits concurrent deliveries together (group commit): one disk flush serves a
-//! whole batch, and each delivery is answered only after its batch committed.
+//! whole batch, and each delivery gets its response only after its batch committed.
 //!
 //! # Concurrency
 //! Readers open their own connections ([`Store::open_reader`]); WAL lets them read while
@@ -56,7 +56,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the failure is the disk's (full, read-only, I/O), so a retry can succeed later.
+    /// Returns whether the failure is the disk's (full, read-only, I/O), so a retry can succeed later.
     pub fn is_storage_unavailable(&self) -> bool {
         use rusqlite::ErrorCode::*;
         match self {

@@ -70,7 +70,7 @@ fn set(connection: &Connection, key: &str, value: &str) -> Result<(), StoreError
     Ok(())
 }
 
-/// The public URL the user last gave RealTheory.
+/// Returns the public URL the user last gave RealTheory.
 pub fn given_url(connection: &Connection) -> Result<Option<String>, StoreError> {
     get(connection, GIVEN_URL)
 }
@@ -79,7 +79,7 @@ pub fn set_given_url(connection: &Connection, url: &str) -> Result<(), StoreErro
     set(connection, GIVEN_URL, url)
 }
 
-/// The public URL of the current or last tunnel session.
+/// Returns the public URL of the current or last tunnel session.
 pub fn current_url(connection: &Connection) -> Result<Option<String>, StoreError> {
     get(connection, CURRENT_URL)
 }

@@ -94,7 +94,7 @@ impl TriageStatus {
         }
     }
 
-    /// The SQL predicate; `?` is the current time in milliseconds.
+    /// Returns the SQL predicate, in which `?` is the current time in milliseconds.
     fn predicate(self) -> &'static str {
         match self {
             Self::Unread => "read_ms IS NULL",
@@ -123,7 +123,7 @@ pub struct Cursor {
     pub seq: i64,
 }
 
-/// Which alerts to list. Every part must hold; an empty filter lists everything.
+/// A filter on the alert list. Every part must hold, and an empty filter lists everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct AlertFilter {

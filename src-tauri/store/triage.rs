@@ -29,7 +29,7 @@ pub enum TriageAction {
     },
 }
 
-/// Longest note kept, in characters.
+/// Maximum note length kept, in characters.
 pub const MAX_NOTE_CHARS: usize = 10_000;
 
 /// Applies `action` to every alert in `ids` in one transaction; returns how many changed.

@@ -2,7 +2,7 @@
 //!
 //! Handlers send a [`Delivery`] over a bounded channel and wait for its [`Outcome`]. The
 //! thread takes everything queued (up to [`MAX_BATCH`]), writes it in one transaction,
-//! commits, and only then answers each waiting handler and broadcasts an [`AlertEvent`]
+//! commits, and only then replies to each waiting handler and broadcasts an [`AlertEvent`]
 //! per stored alert. When the commit fails, every delivery of the batch gets the error and
 //! nothing of the batch is kept. The bounded channel makes handlers wait when the disk
 //! falls behind, so memory stays flat during a storm.
@@ -32,7 +32,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// Most alerts indexed in one transaction, so indexing never holds up deliveries for long.
 const FTS_BATCH: i64 = 5_000;
 
-/// What became of one request to the webhook path; stored in the delivery log.
+/// The result of one request to the webhook path, as stored in the delivery log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -72,7 +72,7 @@ impl Outcome {
     }
 }
 
-/// Which listener a request came through.
+/// The listener a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
@@ -119,7 +119,7 @@ pub enum Verdict {
     },
 }
 
-/// What happened to a stored alert, for the window, tray and notifier.
+/// A change to a stored alert, for the window, tray and notifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertEventKind {
@@ -309,7 +309,7 @@ fn drain(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
     }
 }
 
-/// Commits `batch`, then answers each job and publishes its event.
+/// Commits `batch`, then replies to each job and publishes its event.
 fn finish_batch(
     connection: &mut Connection,
     batch: &mut Vec<Job>,
@@ -333,7 +333,7 @@ fn finish_batch(
         Err(error) => {
             // Logged once per failing period, so a full disk does not flood the log.
             if !*failing {
-                tracing::error!(%error, deliveries = batch.len(), "failed to commit deliveries; answering 503 until writes succeed");
+                tracing::error!(%error, deliveries = batch.len(), "failed to commit deliveries; responding 503 until writes succeed");
                 *failing = true;
             }
             let error = Arc::new(error);
