@@ -24,6 +24,9 @@ pub const ENV_CONFIG: &str = "ALERT_INBOX_CONFIG";
 pub const ENV_DATA_DIR: &str = "ALERT_INBOX_DATA_DIR";
 pub const ENV_NGROK_AUTHTOKEN: &str = "NGROK_AUTHTOKEN";
 
+/// Smallest accepted `max_database_pages`: the empty schema takes about 30 pages.
+pub const MIN_DATABASE_PAGES: u64 = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("failed to read config file {path}: {source}")]
@@ -80,6 +83,9 @@ pub struct Config {
     pub delivery_retention_rows: u64,
     /// Largest accepted age of the payload's `timestamp`, in seconds; 0 turns the check off.
     pub max_payload_age_secs: u64,
+    /// Safety limit on the database size, in SQLite pages (4 KiB each by default); unset
+    /// means SQLite's own limit. Past it, deliveries get 503 as they would on a full disk.
+    pub max_database_pages: Option<u64>,
     /// Data directory; the platform's app data directory when unset.
     pub data_dir: Option<PathBuf>,
     pub tunnel: TunnelConfig,
@@ -142,6 +148,7 @@ impl Default for Config {
             delivery_retention_days: 30,
             delivery_retention_rows: 200_000,
             max_payload_age_secs: 0,
+            max_database_pages: None,
             data_dir: None,
             tunnel: TunnelConfig::default(),
             notifications: NotificationConfig::default(),
@@ -227,6 +234,16 @@ impl Config {
                 key: "max_body_bytes",
                 value: self.max_body_bytes.to_string(),
                 reason: "must be at least 1024".to_owned(),
+            });
+        }
+        if self
+            .max_database_pages
+            .is_some_and(|pages| pages < MIN_DATABASE_PAGES)
+        {
+            return Err(ConfigError::Invalid {
+                key: "max_database_pages",
+                value: self.max_database_pages.unwrap_or_default().to_string(),
+                reason: format!("must be at least {MIN_DATABASE_PAGES}, or unset for no limit"),
             });
         }
         if self.max_connections == 0 {
@@ -380,6 +397,10 @@ const KEY_COMMENTS: &[(&str, &str)] = &[
     (
         "max_payload_age_secs",
         "Reject payloads whose timestamp is older (or further ahead) than this; 0 is off.",
+    ),
+    (
+        "max_database_pages",
+        "Safety limit on the database size, in pages; past it deliveries get 503.",
     ),
     (
         "data_dir",

@@ -51,7 +51,7 @@ impl Runtime {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
         let data_dir = config.resolve_data_dir()?;
-        let (store, connection) = Store::open(&data_dir)?;
+        let (store, connection) = Store::open_with_max_pages(&data_dir, config.max_database_pages)?;
         let retention = Retention {
             max_age: Duration::from_secs(u64::from(config.delivery_retention_days) * 86_400),
             max_rows: config.delivery_retention_rows,

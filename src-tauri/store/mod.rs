@@ -43,6 +43,14 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error(
+        "data directory {path} is not writable ({source}); make it writable for this user, \
+         or choose another directory with --data-dir or ALERT_INBOX_DATA_DIR"
+    )]
+    NotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no database at {0}; start `alert-inbox serve` or the app once, or pass the right --data-dir")]
     Missing(PathBuf),
     #[error("database schema version {found} is newer than this build supports ({supported}); update Alert Inbox")]
@@ -74,24 +82,44 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
+    max_pages: Option<u64>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and applies migrations.
     pub fn open(data_dir: &Path) -> Result<(Self, Connection), StoreError> {
+        Self::open_with_max_pages(data_dir, None)
+    }
+
+    /// Opens the store as [`Store::open`] does, with SQLite's `max_page_count` set on every
+    /// read-write connection. A write that would grow the database past `max_pages` pages
+    /// fails as a full disk does (`SQLITE_FULL`), so the receiver answers 503.
+    pub fn open_with_max_pages(
+        data_dir: &Path,
+        max_pages: Option<u64>,
+    ) -> Result<(Self, Connection), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.to_owned(),
             source,
         })?;
+        // SQLite reports a read-only directory as a failure to open or to write, without
+        // the path, so the directory is tested first.
+        tempfile::Builder::new()
+            .prefix(".alert-inbox-write-test")
+            .tempfile_in(data_dir)
+            .map_err(|source| StoreError::NotWritable {
+                path: data_dir.to_owned(),
+                source,
+            })?;
         let path = data_dir.join(DATABASE_FILE);
         let mut connection = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
         })?;
-        configure(&connection)?;
+        configure(&connection, max_pages)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         schema::migrate(&mut connection)?;
-        Ok((Self { path }, connection))
+        Ok((Self { path, max_pages }, connection))
     }
 
     /// Opens a read-only connection to an existing database.
@@ -126,7 +154,7 @@ impl Store {
             path: self.path.clone(),
             source,
         })?;
-        configure(&connection)?;
+        configure(&connection, self.max_pages)?;
         Ok(connection)
     }
 
@@ -135,13 +163,16 @@ impl Store {
     }
 }
 
-fn configure(connection: &Connection) -> Result<(), StoreError> {
+fn configure(connection: &Connection, max_pages: Option<u64>) -> Result<(), StoreError> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     // Statement journals and temporary tables stay in memory. On disk they cost a write
     // per changed page of every statement that might need a partial rollback.
     connection.pragma_update(None, "temp_store", "MEMORY")?;
+    if let Some(max_pages) = max_pages {
+        connection.pragma_update(None, "max_page_count", max_pages)?;
+    }
     Ok(())
 }
 

@@ -233,6 +233,7 @@ fn run(
     // Alerts from before a restart may still wait for the full-text index.
     let mut index_due = true;
     let mut failing = false;
+    let mut index_failing = false;
     // Only for waiting on the channel with a timeout; the thread does no other async work.
     let waiter = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -262,7 +263,20 @@ fn run(
         }
 
         if index_due && last_index.elapsed() >= FTS_INTERVAL {
-            index_due = index_pending(&mut connection);
+            index_due = match try_index_pending(&mut connection) {
+                Ok(more) => {
+                    index_failing = false;
+                    more
+                }
+                Err(error) => {
+                    // Logged once per failing period, so a full disk does not flood the log.
+                    if !index_failing {
+                        tracing::warn!(%error, "failed to update the full-text index; retrying later");
+                        index_failing = true;
+                    }
+                    false
+                }
+            };
             last_index = Instant::now();
         }
         if last_prune.elapsed() >= PRUNE_INTERVAL {
@@ -349,9 +363,18 @@ pub fn index_all_pending(connection: &mut Connection) {
     while index_pending(connection) {}
 }
 
-/// Indexes up to [`FTS_BATCH`] queued alerts; returns whether more are queued.
+/// Indexes up to [`FTS_BATCH`] queued alerts; returns whether more are queued. A failure
+/// is logged as a warning and returns `false`.
 fn index_pending(connection: &mut Connection) -> bool {
-    let result = (|| -> Result<bool, StoreError> {
+    try_index_pending(connection).unwrap_or_else(|error| {
+        tracing::warn!(%error, "failed to update the full-text index; retrying later");
+        false
+    })
+}
+
+/// Indexes up to [`FTS_BATCH`] queued alerts; returns whether more are queued.
+fn try_index_pending(connection: &mut Connection) -> Result<bool, StoreError> {
+    (|| -> Result<bool, StoreError> {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         transaction
             .prepare_cached(
@@ -389,11 +412,7 @@ fn index_pending(connection: &mut Connection) -> bool {
             .execute([])?;
         transaction.commit()?;
         Ok(queued as i64 == FTS_BATCH)
-    })();
-    result.unwrap_or_else(|error| {
-        tracing::warn!(%error, "failed to update the full-text index; retrying later");
-        false
-    })
+    })()
 }
 
 type JobResult = (Outcome, Option<AlertEvent>);

@@ -10,48 +10,19 @@
 //! process crash; losing power is not simulated.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alert_inbox::store::Store;
 
 use crate::helpers::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_alert-inbox");
 /// Kill-and-restart rounds on one data directory.
 const ROUNDS: usize = 3;
 /// Concurrent sender tasks.
 const SENDERS: usize = 4;
-
-/// Starts `serve` on a free loopback port; returns the process and its webhook URL.
-fn start_serve(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .env_remove("RUST_LOG")
-        .env_remove("NGROK_AUTHTOKEN")
-        .env("ALERT_INBOX_CONFIG", dir.join("config.toml"))
-        .env("ALERT_INBOX_WEBHOOK_SECRET", SECRET)
-        .env("ALERT_INBOX_BASIC_USER", USER)
-        .env("ALERT_INBOX_BASIC_PASSWORD", PASSWORD)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("Listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, url)
-}
 
 /// Sends unique signed deliveries from [`SENDERS`] tasks until the receiver goes away;
 /// returns the ids that received a 2xx response.
@@ -120,22 +91,6 @@ fn read_store(data_dir: &Path) -> (HashSet<String>, String) {
     (ids, integrity)
 }
 
-/// Stops `serve` with SIGTERM and waits for its exit.
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "serve did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_deliveries_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +98,7 @@ async fn acknowledged_deliveries_survive_sigkill() {
     let mut all_acknowledged = Vec::new();
 
     for round in 0..ROUNDS {
-        let (mut child, url) = start_serve(dir.path());
+        let (mut child, url) = spawn_serve(dir.path(), Stdio::null());
         let acknowledged = send_until_killed(&url, round, &mut child).await;
         assert!(
             !acknowledged.is_empty(),
@@ -156,7 +111,7 @@ async fn acknowledged_deliveries_survive_sigkill() {
         all_acknowledged.extend(acknowledged);
 
         // A restart recovers the WAL; the store must then hold every acknowledged id.
-        let (child, url) = start_serve(dir.path());
+        let (child, url) = spawn_serve(dir.path(), Stdio::null());
         let (stored, integrity) = read_store(&data_dir);
         assert_eq!(integrity, "ok", "round {round}");
         let missing: Vec<&String> = all_acknowledged
@@ -170,16 +125,8 @@ async fn acknowledged_deliveries_survive_sigkill() {
             &fixture("documented-example.json"),
             &format!("after-{round}"),
         );
-        let status = alert_inbox::cli::send_test::build_request(
-            &config(Path::new("/nonexistent")),
-            url.parse().unwrap(),
-            String::from_utf8(after).unwrap(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .status();
+        let status = post_signed_to(&url, &after).await.status();
         assert_eq!(status, 200, "round {round}");
-        stop(child);
+        stop_serve(child);
     }
 }

@@ -1,6 +1,9 @@
 //! Shared set-up: a real receiver on a loopback port, a real SQLite file in a temp dir.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use alert_inbox::config::Config;
 use alert_inbox::receiver::verify::{basic_header, sign, SIGNATURE_HEADER};
@@ -134,4 +137,64 @@ pub fn with_content_field(body: &[u8], field: &str, value: serde_json::Value) ->
     let mut parsed: serde_json::Value = serde_json::from_slice(body).unwrap();
     parsed["content"][field] = value;
     serde_json::to_vec(&parsed).unwrap()
+}
+
+/// The `alert-inbox` binary built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_alert-inbox");
+
+/// Starts `alert-inbox serve` on a free loopback port with the test credentials in its
+/// environment, `dir/config.toml` as its config file and `dir/data` as its data directory.
+/// Returns the process and its webhook URL.
+pub fn spawn_serve(dir: &Path, stderr: Stdio) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .env_remove("RUST_LOG")
+        .env_remove("NGROK_AUTHTOKEN")
+        .env("ALERT_INBOX_CONFIG", dir.join("config.toml"))
+        .env("ALERT_INBOX_WEBHOOK_SECRET", SECRET)
+        .env("ALERT_INBOX_BASIC_USER", USER)
+        .env("ALERT_INBOX_BASIC_PASSWORD", PASSWORD)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("Listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+/// Stops a `serve` process with SIGTERM and waits for it to exit.
+pub fn stop_serve(mut child: Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Posts `body` to `url` signed and authenticated with the test credentials.
+pub async fn post_signed_to(url: &str, body: &[u8]) -> reqwest::Response {
+    alert_inbox::cli::send_test::build_request(
+        &config(Path::new("/nonexistent")),
+        url.parse().unwrap(),
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+    .send()
+    .await
+    .unwrap()
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod disk_full;
 mod helpers;
 mod hostile;
 mod receiver;

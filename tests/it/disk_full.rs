@@ -1,0 +1,185 @@
+//! A full disk and a read-only data directory, with `alert-inbox serve` as a user runs it.
+//!
+//! `max_database_pages` stands in for a full disk: SQLite fails a write past the limit
+//! with `SQLITE_FULL`, the error a full file system gives.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use alert_inbox::store::Store;
+
+use crate::helpers::*;
+
+/// Pages of a table that takes space before `serve` starts and is dropped to free it.
+const BALLAST_PAGES: usize = 100;
+/// Room for deliveries above the database's starting size, in pages.
+const ROOM_PAGES: i64 = 40;
+
+/// Creates the store in `data_dir` with a ballast table; returns its size in pages.
+fn store_with_ballast(data_dir: &Path) -> i64 {
+    let (_, connection) = Store::open(data_dir).unwrap();
+    connection
+        .execute_batch("CREATE TABLE ballast (filler BLOB)")
+        .unwrap();
+    for _ in 0..BALLAST_PAGES {
+        connection
+            .execute("INSERT INTO ballast VALUES (zeroblob(4000))", [])
+            .unwrap();
+    }
+    connection
+        .query_row("PRAGMA page_count", [], |row| row.get(0))
+        .unwrap()
+}
+
+fn count_lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|line| line.contains(needle)).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_disk_is_503_until_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let pages = store_with_ballast(&data_dir);
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("max_database_pages = {}\n", pages + ROOM_PAGES),
+    )
+    .unwrap();
+    let log_path = dir.path().join("serve.stderr");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let (child, url) = spawn_serve(dir.path(), Stdio::from(log_file));
+
+    // Fill the room with deliveries until the store refuses one.
+    let template = fixture("documented-example.json");
+    let mut stored = Vec::new();
+    let refused_id = loop {
+        let id = format!("fill-{}", stored.len());
+        let response = post_signed_to(&url, &with_id(&template, &id)).await;
+        if response.status() == 503 {
+            assert_eq!(
+                response
+                    .headers()
+                    .get("retry-after")
+                    .map(|value| value.to_str().unwrap()),
+                Some("30")
+            );
+            break id;
+        }
+        assert_eq!(response.status(), 200, "{id}");
+        stored.push(id);
+        assert!(stored.len() < 10_000, "the page limit never took effect");
+    };
+    assert!(!stored.is_empty());
+
+    // Further deliveries fail the same way, spaced so that the writer also retries the
+    // full-text index in between, and each failure is logged once.
+    for attempt in 0..10 {
+        let body = with_id(&template, &format!("while-full-{attempt}"));
+        assert_eq!(post_signed_to(&url, &body).await.status(), 503);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let commit_errors = count_lines(&log, "failed to commit deliveries");
+    let index_warnings = count_lines(&log, "failed to update the full-text index");
+    assert_eq!(commit_errors, 1, "{log}");
+    assert!(index_warnings <= 1, "{log}");
+    assert_eq!(
+        count_lines(&log, "database or disk is full"),
+        commit_errors + index_warnings,
+        "{log}"
+    );
+
+    // Nothing of a refused delivery was written: no alert and no log row.
+    let reader = Store::open_reader(&data_dir).unwrap();
+    let orphans: i64 = reader
+        .query_row(
+            "SELECT (SELECT count(*) FROM alerts WHERE id = ?1 OR id LIKE 'while-full-%')
+                  + (SELECT count(*) FROM deliveries WHERE alert_id = ?1 OR alert_id LIKE 'while-full-%')",
+            [&refused_id],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    let alerts: i64 = reader
+        .query_row("SELECT count(*) FROM alerts", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(alerts, stored.len() as i64);
+    let integrity: String = reader
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+
+    // Space returns: the same delivery is stored without a restart.
+    let writer = rusqlite::Connection::open(data_dir.join("alerts.db")).unwrap();
+    writer
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    writer.execute_batch("DROP TABLE ballast").unwrap();
+    drop(writer);
+    let response = post_signed_to(&url, &with_id(&template, &refused_id)).await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["outcome"], "stored");
+
+    stop_serve(child);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(count_lines(&log, "store writes succeed again"), 1, "{log}");
+    assert_eq!(count_lines(&log, "failed to commit deliveries"), 1, "{log}");
+}
+
+#[test]
+fn too_small_page_limit_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "max_database_pages = 10\n").unwrap();
+    let output = Command::new(BIN)
+        .env("ALERT_INBOX_CONFIG", dir.path().join("config.toml"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("max_database_pages"), "{error}");
+    assert!(error.contains("at least 64"), "{error}");
+}
+
+/// Whether this process runs as root, which file permissions do not restrict.
+fn running_as_root() -> bool {
+    let output = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim() == "0"
+}
+
+#[test]
+fn read_only_data_dir_named_with_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .env("ALERT_INBOX_CONFIG", dir.path().join("config.toml"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&read_only);
+    if running_as_root() {
+        // Root may write anywhere, so the server runs as `nobody`, who needs to reach the
+        // temporary directory.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        command.uid(65534).gid(65534);
+    }
+    let output = command.output().unwrap();
+
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains(&format!(
+            "data directory {} is not writable",
+            read_only.display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("--data-dir"), "{error}");
+    assert!(!read_only.join("alerts.db").exists());
+}
