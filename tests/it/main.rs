@@ -6,5 +6,6 @@ mod disk_full;
 mod helpers;
 mod hostile;
 mod receiver;
+mod secrets;
 mod store;
 mod tunnel;
