@@ -6,6 +6,7 @@
 //! over loopback, so the result is a ratio measured on one machine in one run.
 //! `query` fills a store with synthetic alerts once and times the inbox's queries on it.
 
+mod crash;
 mod ingest;
 mod query;
 mod stats;
@@ -26,6 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Kill `alert-inbox serve` with SIGKILL during deliveries, many times, and check the store
+    Crash(crash::CrashArgs),
     /// Send pre-signed deliveries over loopback to a storing receiver and to the ceiling
     Ingest(ingest::IngestArgs),
     /// Time inbox queries on a store of synthetic alerts
@@ -35,6 +38,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Crash(args) => crash::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Query(args) => query::run(args),
     };

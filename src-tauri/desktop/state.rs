@@ -1,0 +1,202 @@
+//! The app's shared state and the start, stop and restart of the runtime behind it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use rusqlite::Connection;
+use serde::Serialize;
+use tauri::async_runtime::JoinHandle;
+use tauri::{AppHandle, Emitter, Manager};
+
+use super::{events, tray};
+use crate::config::Config;
+use crate::notify_rules::{Gate, Rules};
+use crate::runtime::{Runtime, StartError};
+use crate::store::Store;
+
+/// Event sent to the window when the runtime started, stopped or restarted.
+pub const RUNTIME_EVENT: &str = "runtime-changed";
+
+/// Everything the commands, the tray and the notifier share.
+pub struct AppState {
+    pub config_path: PathBuf,
+    running: tokio::sync::Mutex<Option<Running>>,
+    /// Read-write connection for the window's reads and triage; `None` before start-up.
+    pub db: Arc<Mutex<Option<Connection>>>,
+    pub gate: Arc<Mutex<Gate>>,
+    pub info: RwLock<RuntimeInfo>,
+}
+
+/// A started runtime and the tasks that forward its events.
+struct Running {
+    runtime: Runtime,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Receiver state, as the window shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeInfo {
+    pub running: bool,
+    /// Loopback webhook URL, such as `http://127.0.0.1:8787/webhook`.
+    pub local_url: Option<String>,
+    pub data_dir: Option<String>,
+    pub config_path: String,
+    /// Reason the receiver did not start.
+    pub start_error: Option<String>,
+    /// Reason the tunnel did not start while the receiver did.
+    pub tunnel_error: Option<String>,
+    pub tunnel_enabled: bool,
+}
+
+impl AppState {
+    pub fn new(config_path: PathBuf) -> Self {
+        Self {
+            info: RwLock::new(RuntimeInfo {
+                config_path: config_path.display().to_string(),
+                ..RuntimeInfo::default()
+            }),
+            config_path,
+            running: tokio::sync::Mutex::new(None),
+            db: Arc::new(Mutex::new(None)),
+            gate: Arc::new(Mutex::new(Gate::new(Rules::from_config(
+                &crate::config::NotificationConfig::default(),
+            )))),
+        }
+    }
+
+    pub fn info(&self) -> RuntimeInfo {
+        self.info
+            .read()
+            .expect("runtime info lock poisoned")
+            .clone()
+    }
+
+    /// Loads the effective config: defaults, the file, then the environment.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        let (config, _) = crate::cli::load_config(Some(self.config_path.clone()))?;
+        Ok(config)
+    }
+
+    /// Returns the tunnel's status watch, when a tunnel runs.
+    pub async fn tunnel_watch(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<crate::tunnel::TunnelStatus>> {
+        let running = self.running.lock().await;
+        running
+            .as_ref()
+            .and_then(|running| running.runtime.tunnel())
+            .map(crate::tunnel::TunnelHandle::watch)
+    }
+
+    /// Asks the tunnel to reconnect now instead of after its backoff.
+    pub async fn retry_tunnel(&self) -> bool {
+        let running = self.running.lock().await;
+        match running
+            .as_ref()
+            .and_then(|running| running.runtime.tunnel())
+        {
+            Some(tunnel) => {
+                tunnel.retry_now();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Starts the receiver (and the tunnel when configured) and records what happened.
+///
+/// A tunnel that refuses to start because no secret or Basic credentials are set does not
+/// stop the receiver: it starts without the tunnel, and the window shows the reason.
+pub async fn start_runtime(app: &AppHandle) {
+    let state = app.state::<AppState>();
+    let mut info = RuntimeInfo {
+        config_path: state.config_path.display().to_string(),
+        ..RuntimeInfo::default()
+    };
+
+    let started = match state.load_config() {
+        Ok(mut config) => {
+            info.tunnel_enabled = config.tunnel.enabled;
+            state
+                .gate
+                .lock()
+                .expect("notification gate lock poisoned")
+                .set_rules(Rules::from_config(&config.notifications));
+            match Runtime::start(&config).await {
+                Err(StartError::Tunnel(error)) => {
+                    tracing::warn!(%error, "starting without the tunnel");
+                    info.tunnel_error = Some(error.to_string());
+                    config.tunnel.enabled = false;
+                    Runtime::start(&config)
+                        .await
+                        .map_err(|error| (error.to_string(), Some(config)))
+                }
+                result => result.map_err(|error| (error.to_string(), Some(config))),
+            }
+        }
+        Err(error) => Err((format!("{error:#}"), None)),
+    };
+
+    match started {
+        Ok(runtime) => {
+            info.running = true;
+            info.local_url = Some(runtime.local_url());
+            info.data_dir = Some(runtime.data_dir().display().to_string());
+            let connection = runtime.store().open_connection();
+            set_connection(&state, connection.map_err(|error| error.to_string()));
+            let tasks = events::spawn_forwarders(app.clone(), &runtime);
+            *state.running.lock().await = Some(Running { runtime, tasks });
+        }
+        Err((error, config)) => {
+            tracing::error!(%error, "receiver did not start");
+            info.start_error = Some(error);
+            // Stored alerts stay readable even when the listener cannot bind.
+            if let Some(data_dir) = config.and_then(|config| config.resolve_data_dir().ok()) {
+                info.data_dir = Some(data_dir.display().to_string());
+                let connection = Store::open(&data_dir).map(|(_, connection)| connection);
+                set_connection(&state, connection.map_err(|error| error.to_string()));
+            }
+        }
+    }
+
+    *state.info.write().expect("runtime info lock poisoned") = info.clone();
+    tray::refresh(app);
+    let _ = app.emit(RUNTIME_EVENT, info);
+}
+
+/// Stops the receiver and tunnel, finishing deliveries in flight.
+pub async fn stop_runtime(app: &AppHandle) {
+    let state = app.state::<AppState>();
+    let running = state.running.lock().await.take();
+    if let Some(running) = running {
+        for task in running.tasks {
+            task.abort();
+        }
+        running.runtime.shutdown().await;
+    }
+    *state.db.lock().expect("database lock poisoned") = None;
+    state
+        .info
+        .write()
+        .expect("runtime info lock poisoned")
+        .running = false;
+}
+
+/// Stops and starts the runtime, so saved settings take effect.
+pub async fn restart_runtime(app: &AppHandle) {
+    stop_runtime(app).await;
+    start_runtime(app).await;
+}
+
+fn set_connection(state: &AppState, connection: Result<Connection, String>) {
+    let connection = match connection {
+        Ok(connection) => Some(connection),
+        Err(error) => {
+            tracing::error!(%error, "failed to open the alert database for the window");
+            None
+        }
+    };
+    *state.db.lock().expect("database lock poisoned") = connection;
+}
