@@ -4,14 +4,14 @@
 //! [`Cursor`] rather than at an offset, so the millionth row costs what the first does.
 
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
 use super::{now_ms, StoreError};
 use crate::model::{format_time, safe_console_url, Level};
 
 /// A field that conditions can test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Field {
     Level,
@@ -199,7 +199,7 @@ struct Clause {
 }
 
 impl Clause {
-    fn build(filter: &AlertFilter, skip: Option<Field>) -> Self {
+    fn build(filter: &AlertFilter, skip: Option<Field>, text: TextPlan) -> Self {
         let mut clause = Clause {
             sql: Vec::new(),
             params: Vec::new(),
@@ -215,9 +215,18 @@ impl Clause {
             clause.params.push(Value::Integer(level as i64 + 1));
         }
         if let Some(query) = fts_query(&filter.text) {
-            clause
-                .sql
-                .push("seq IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)".to_owned());
+            clause.sql.push(
+                match text {
+                    TextPlan::FewMatches => {
+                        "seq IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)"
+                    }
+                    // `+seq` keeps SQLite from driving the query by the matches' rowids.
+                    TextPlan::ManyMatches => {
+                        "+seq IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)"
+                    }
+                }
+                .to_owned(),
+            );
             clause.params.push(Value::Text(query));
         }
         if let Some(since) = filter.since_ms {
@@ -273,6 +282,35 @@ impl Clause {
     }
 }
 
+/// How a free-text condition is evaluated. With few matches, SQLite looks up each match
+/// and sorts them; with many, it walks the alerts newest first and checks each against the
+/// set of matches, stopping once the page is full. Either plan alone is slow in the other
+/// case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextPlan {
+    FewMatches,
+    ManyMatches,
+}
+
+/// Matches above which walking the alerts newest first beats collecting every match.
+const MANY_TEXT_MATCHES: i64 = 20_000;
+
+fn text_plan(connection: &Connection, filter: &AlertFilter) -> Result<TextPlan, StoreError> {
+    let Some(query) = fts_query(&filter.text) else {
+        return Ok(TextPlan::FewMatches);
+    };
+    let matches: i64 = connection
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?1 LIMIT ?2)",
+        )?
+        .query_row(params![query, MANY_TEXT_MATCHES], |row| row.get(0))?;
+    Ok(if matches >= MANY_TEXT_MATCHES {
+        TextPlan::ManyMatches
+    } else {
+        TextPlan::FewMatches
+    })
+}
+
 /// Spells a level as RealTheory does, so `high` finds `High`.
 fn canonical_level(value: &str) -> String {
     match Level::parse(value) {
@@ -300,7 +338,23 @@ pub fn list(
     after: Option<Cursor>,
     limit: usize,
 ) -> Result<Vec<AlertSummary>, StoreError> {
-    let mut clause = Clause::build(filter, None);
+    list_with_plan(
+        connection,
+        filter,
+        after,
+        limit,
+        text_plan(connection, filter)?,
+    )
+}
+
+fn list_with_plan(
+    connection: &Connection,
+    filter: &AlertFilter,
+    after: Option<Cursor>,
+    limit: usize,
+    text: TextPlan,
+) -> Result<Vec<AlertSummary>, StoreError> {
+    let mut clause = Clause::build(filter, None, text);
     if let Some(cursor) = after {
         clause
             .sql
@@ -320,7 +374,7 @@ pub fn list(
 
 /// Counts alerts matching `filter`.
 pub fn count(connection: &Connection, filter: &AlertFilter) -> Result<i64, StoreError> {
-    let clause = Clause::build(filter, None);
+    let clause = Clause::build(filter, None, TextPlan::FewMatches);
     let sql = format!("SELECT count(*) FROM alerts {}", clause.where_sql());
     let count = connection
         .prepare_cached(&sql)?
@@ -342,41 +396,123 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
     if *filter == AlertFilter::default() {
         return unfiltered_facets(connection);
     }
-    let mut facets = Vec::with_capacity(Field::FACETS.len());
-    for field in Field::FACETS {
-        let mut clause = Clause::build(filter, Some(field));
-        let values = if field == Field::Status {
-            let mut values = Vec::new();
-            for status in TriageStatus::ALL {
-                let mut sql = clause.sql.clone();
-                let mut params = clause.params.clone();
-                if status == TriageStatus::Snoozed {
-                    params.push(Value::Integer(now_ms()));
-                }
-                sql.push(status.predicate().to_owned());
-                let query = format!("SELECT count(*) FROM alerts WHERE {}", sql.join(" AND "));
-                let count: i64 = connection
-                    .prepare_cached(&query)?
-                    .query_row(params_from_iter(params), |row| row.get(0))?;
-                values.push((status.as_str().to_owned(), count));
-            }
-            values
-        } else {
-            let column = field.column();
-            let sql = format!(
-                "SELECT {column}, count(*) FROM alerts {} GROUP BY {column} ORDER BY count(*) DESC, {column} LIMIT 200",
-                clause.where_sql()
-            );
-            let mut statement = connection.prepare_cached(&sql)?;
-            let rows = statement.query_map(
-                params_from_iter(std::mem::take(&mut clause.params)),
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
-            rows.collect::<Result<_, _>>()?
-        };
-        facets.push(Facet { field, values });
+    // Fields the filter constrains are counted without their own condition, one query
+    // each; every other field comes from one pass over the alerts the whole filter matches.
+    let constrained: Vec<Field> = Field::FACETS
+        .into_iter()
+        .filter(|field| {
+            filter
+                .conditions
+                .iter()
+                .any(|condition| condition.field == *field && !condition.values.is_empty())
+        })
+        .collect();
+    let mut counts = FacetCounts::default();
+    count_pass(
+        connection,
+        &Clause::build(filter, None, TextPlan::FewMatches),
+        &mut counts,
+        |field| !constrained.contains(&field),
+    )?;
+    for field in &constrained {
+        let clause = Clause::build(filter, Some(*field), TextPlan::FewMatches);
+        count_pass(connection, &clause, &mut counts, |other| other == *field)?;
     }
-    Ok(facets)
+    Ok(counts.into_facets())
+}
+
+/// Counts per field and value, filled by [`count_pass`].
+#[derive(Default)]
+struct FacetCounts {
+    values: std::collections::HashMap<Field, std::collections::HashMap<String, i64>>,
+}
+
+impl FacetCounts {
+    fn add(&mut self, field: Field, value: &str) {
+        let values = self.values.entry(field).or_default();
+        match values.get_mut(value) {
+            Some(count) => *count += 1,
+            None => {
+                values.insert(value.to_owned(), 1);
+            }
+        }
+    }
+
+    fn into_facets(mut self) -> Vec<Facet> {
+        Field::FACETS
+            .into_iter()
+            .map(|field| {
+                let counted = self.values.remove(&field).unwrap_or_default();
+                let values = if field == Field::Status {
+                    TriageStatus::ALL
+                        .iter()
+                        .map(|status| {
+                            let count = counted.get(status.as_str()).copied().unwrap_or(0);
+                            (status.as_str().to_owned(), count)
+                        })
+                        .collect()
+                } else {
+                    let mut values: Vec<(String, i64)> = counted.into_iter().collect();
+                    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    values.truncate(200);
+                    values
+                };
+                Facet { field, values }
+            })
+            .collect()
+    }
+}
+
+/// Reads every alert `clause` matches once and counts the fields `wanted` selects.
+fn count_pass(
+    connection: &Connection,
+    clause: &Clause,
+    counts: &mut FacetCounts,
+    wanted: impl Fn(Field) -> bool,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT level, category, cluster, namespace, state, object_type, read_ms IS NULL,
+             acknowledged_ms IS NOT NULL, archived_ms IS NOT NULL,
+             coalesce(snoozed_until_ms > ?, 0)
+         FROM alerts {}",
+        clause.where_sql()
+    );
+    let mut params = vec![Value::Integer(now_ms())];
+    params.extend(clause.params.iter().cloned());
+    let text_fields = [
+        Field::Level,
+        Field::Category,
+        Field::Cluster,
+        Field::Namespace,
+        Field::State,
+        Field::ObjectType,
+    ];
+    let count_status = wanted(Field::Status);
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut rows = statement.query(params_from_iter(params))?;
+    while let Some(row) = rows.next()? {
+        for (index, field) in text_fields.iter().enumerate() {
+            if wanted(*field) {
+                let value = row.get_ref(index)?.as_str().unwrap_or_default();
+                counts.add(*field, value);
+            }
+        }
+        if count_status {
+            let flag =
+                |index: usize| -> rusqlite::Result<bool> { Ok(row.get::<_, i64>(index)? != 0) };
+            counts.add(Field::Status, if flag(6)? { "unread" } else { "read" });
+            if flag(7)? {
+                counts.add(Field::Status, "acknowledged");
+            }
+            if flag(8)? {
+                counts.add(Field::Status, "archived");
+            }
+            if flag(9)? {
+                counts.add(Field::Status, "snoozed");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads the counts of every alert from `facet_counts`, which triggers keep current.
@@ -446,7 +582,7 @@ pub fn list_json(
     filter: &AlertFilter,
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, StoreError> {
-    let mut clause = Clause::build(filter, None);
+    let mut clause = Clause::build(filter, None, text_plan(connection, filter)?);
     let sql = format!(
         "SELECT {SUMMARY_COLUMNS}, payload FROM alerts {} ORDER BY last_received_ms DESC, seq DESC LIMIT ?",
         clause.where_sql()
@@ -526,4 +662,81 @@ fn lenient_json(text: &str) -> Option<serde_json::Value> {
 
 fn format_ms(ms: i64) -> String {
     format_time(ms.saturating_mul(1_000_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store with `count` alerts whose titles alternate between two words.
+    fn store_with_alerts(count: i64) -> Connection {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        for index in 0..count {
+            let word = if index % 2 == 0 { "memory" } else { "disk" };
+            connection
+                .execute(
+                    "INSERT INTO alerts (id, key, title, message, details, level, level_rank,
+                         category, state, object_type, object_name, cluster, namespace,
+                         domain_name, console_url, payload, first_received_ms, last_received_ms)
+                     VALUES (?1, '', ?2, '', '', 'High', 3, '', '', '', '', 'c', 'n', '', '',
+                         '{}', ?3, ?3)",
+                    params![
+                        format!("a{index}"),
+                        format!("{word} pressure"),
+                        1_000 + index
+                    ],
+                )
+                .unwrap();
+        }
+        crate::store::writer::index_all_pending(&mut connection);
+        connection
+    }
+
+    #[test]
+    fn text_plans_return_same_page() {
+        let connection = store_with_alerts(300);
+        let filter = AlertFilter {
+            text: "mem".to_owned(),
+            ..AlertFilter::default()
+        };
+        let few = list_with_plan(&connection, &filter, None, 50, TextPlan::FewMatches).unwrap();
+        let many = list_with_plan(&connection, &filter, None, 50, TextPlan::ManyMatches).unwrap();
+        assert_eq!(few.len(), 50);
+        assert_eq!(few, many);
+        assert!(few.iter().all(|alert| alert.title.starts_with("memory")));
+        assert_eq!(few[0].id, "a298");
+    }
+
+    #[test]
+    fn filtered_facets_exclude_own_condition() {
+        let connection = store_with_alerts(10);
+        connection
+            .execute(
+                "UPDATE alerts SET level = 'Low', level_rank = 1 WHERE id IN ('a1', 'a2')",
+                [],
+            )
+            .unwrap();
+        let filter = AlertFilter {
+            conditions: vec![Condition {
+                field: Field::Level,
+                negate: false,
+                values: vec!["Low".to_owned()],
+            }],
+            ..AlertFilter::default()
+        };
+        let facets = facets(&connection, &filter).unwrap();
+        let level = facets.iter().find(|f| f.field == Field::Level).unwrap();
+        assert_eq!(
+            level.values,
+            [("High".to_owned(), 8), ("Low".to_owned(), 2)]
+        );
+        let cluster = facets.iter().find(|f| f.field == Field::Cluster).unwrap();
+        assert_eq!(cluster.values, [("c".to_owned(), 2)]);
+        let status = facets.iter().find(|f| f.field == Field::Status).unwrap();
+        assert!(
+            status.values.contains(&("unread".to_owned(), 2)),
+            "{status:?}"
+        );
+    }
 }
