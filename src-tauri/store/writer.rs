@@ -288,8 +288,12 @@ fn run(
             }
         }
     }
-    // Index what is still queued, so a search right after shutdown finds every alert.
+    // Index what is still queued, so a search right after shutdown finds every alert, and
+    // apply the retention once more, so a short run also leaves a bounded log.
     index_all_pending(&mut connection);
+    if let Err(error) = super::deliveries::prune(&connection, retention) {
+        tracing::warn!(%error, "failed to prune delivery log");
+    }
     tracing::debug!("store writer stopped");
 }
 

@@ -810,3 +810,31 @@ async fn replaced_version_kept_in_log() {
         Some(first.as_slice())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_log_bounded_by_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.delivery_retention_rows = 3;
+    let mut receiver = TestReceiver::start_with(config.clone()).await;
+    let template = fixture("documented-example.json");
+    for index in 0..6 {
+        receiver
+            .post_signed(&with_id(&template, &format!("retained-{index}")))
+            .await;
+    }
+    receiver.stop().await;
+
+    let rows = alert_inbox::store::deliveries::list(
+        &alert_inbox::store::Store::open_reader(dir.path()).unwrap(),
+        None,
+        100,
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].alert_id.as_deref(), Some("retained-5"));
+    // Pruning the log never removes alerts, nor the payload they keep.
+    let receiver = TestReceiver::start_with(config).await;
+    assert_eq!(receiver.alert_count(), 6);
+    assert!(receiver.alert("retained-0").unwrap()["title"].is_string());
+}
