@@ -323,9 +323,12 @@ fn canonical_level(value: &str) -> String {
 }
 
 /// Turns free text into an FTS5 query: each word a quoted prefix term, all required.
+/// Words are also split at NUL, because FTS5 reads a NUL as the end of the query and then
+/// fails with "unterminated string".
 fn fts_query(text: &str) -> Option<String> {
     let terms: Vec<String> = text
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c == '\0')
+        .filter(|word| !word.is_empty())
         .map(|word| format!("\"{}\"*", word.replace('"', "\"\"")))
         .collect();
     (!terms.is_empty()).then(|| terms.join(" "))
@@ -667,6 +670,18 @@ fn format_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_text_with_nul_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, connection) = crate::store::Store::open(dir.path()).unwrap();
+        let filter = AlertFilter {
+            text: "st@a\0\0\0\u{f}a".to_owned(),
+            ..AlertFilter::default()
+        };
+        assert_eq!(count(&connection, &filter).unwrap(), 0);
+        assert!(list(&connection, &filter, None, 10).unwrap().is_empty());
+    }
 
     /// A store with `count` alerts whose titles alternate between two words.
     fn store_with_alerts(count: i64) -> Connection {
