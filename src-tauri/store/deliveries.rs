@@ -1,6 +1,6 @@
 //! The delivery log: one row for every request that reached the webhook path.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::writer::{Delivery, Outcome, Retention};
@@ -78,22 +78,44 @@ pub(super) fn prune(connection: &Connection, retention: Retention) -> Result<usi
     Ok(removed)
 }
 
-/// Lists the newest deliveries first, optionally those of one alert only.
+/// Lists the newest deliveries first, optionally those of one alert only. An alert's
+/// history is the ids its row keeps, so it covers its latest deliveries still retained.
 pub fn list(
     connection: &Connection,
     alert_id: Option<&str>,
     limit: usize,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
-    let mut statement = connection.prepare_cached(
-        "SELECT d.id, d.received_ms, d.remote_addr, d.via, d.method, d.path, d.outcome,
-             d.status, d.reason, d.body_size, d.body_sha256, d.alert_id, d.headers,
-             CAST(coalesce(d.body, a.payload) AS BLOB)
-         FROM deliveries d
-         LEFT JOIN alerts a ON a.id = d.alert_id AND a.payload_delivery_id = d.id
-         WHERE ?1 IS NULL OR d.alert_id = ?1
-         ORDER BY d.id DESC LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![alert_id, limit as i64], |row| {
+    const COLUMNS: &str = "d.id, d.received_ms, d.remote_addr, d.via, d.method, d.path,
+        d.outcome, d.status, d.reason, d.body_size, d.body_sha256, d.alert_id, d.headers,
+        CAST(coalesce(d.body, a.payload) AS BLOB)";
+    const JOIN: &str = "LEFT JOIN alerts a ON a.id = d.alert_id AND a.payload_delivery_id = d.id";
+
+    let (sql, ids) = match alert_id {
+        None => (
+            format!("SELECT {COLUMNS} FROM deliveries d {JOIN} ORDER BY d.id DESC LIMIT ?2"),
+            String::from("[]"),
+        ),
+        Some(alert_id) => {
+            let ids: Option<String> = connection
+                .prepare_cached("SELECT delivery_ids FROM alerts WHERE id = ?1")?
+                .query_row([alert_id], |row| row.get(0))
+                .optional()?;
+            let ids: Vec<&str> = ids
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            (
+                format!(
+                    "SELECT {COLUMNS} FROM deliveries d {JOIN}
+                     WHERE d.id IN (SELECT value FROM json_each(?1)) ORDER BY d.id DESC LIMIT ?2"
+                ),
+                format!("[{}]", ids.join(",")),
+            )
+        }
+    };
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows = statement.query_map(params![ids, limit as i64], |row| {
         let headers: Option<String> = row.get(12)?;
         let body: Option<Vec<u8>> = row.get(13)?;
         Ok(DeliveryRow {

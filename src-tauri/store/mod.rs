@@ -170,6 +170,8 @@ fn configure(connection: &Connection, max_pages: Option<u64>) -> Result<(), Stor
     // Statement journals and temporary tables stay in memory. On disk they cost a write
     // per changed page of every statement that might need a partial rollback.
     connection.pragma_update(None, "temp_store", "MEMORY")?;
+    // The WAL grows between checkpoints; this truncates it back once a checkpoint resets it.
+    connection.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     if let Some(max_pages) = max_pages {
         connection.pragma_update(None, "max_page_count", max_pages)?;
     }

@@ -40,6 +40,9 @@ const MIGRATIONS: &[&str] = &[
         payload             TEXT NOT NULL,
         -- The delivery-log row whose body `payload` is; that row stores no copy of it.
         payload_delivery_id INTEGER,
+        -- Ids of this alert's latest delivery-log rows, oldest first and space-separated.
+        -- An index on deliveries.alert_id would cost a random page write per delivery.
+        delivery_ids        TEXT NOT NULL DEFAULT '',
         delivery_count      INTEGER NOT NULL DEFAULT 1,
         first_received_ms   INTEGER NOT NULL,
         last_received_ms    INTEGER NOT NULL,
@@ -142,7 +145,6 @@ const MIGRATIONS: &[&str] = &[
         -- `payload_delivery_id`, so a stored delivery is written once.
         body            BLOB
     );
-    CREATE INDEX deliveries_by_alert ON deliveries (alert_id) WHERE alert_id IS NOT NULL;
     CREATE INDEX deliveries_by_received ON deliveries (received_ms);
 
     -- Gaps in reception, such as time the public tunnel was down.

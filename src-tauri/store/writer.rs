@@ -28,7 +28,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// much plus the time to index a backlog.
 const FTS_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the checkpoint thread copies committed pages into the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(2000);
 /// Most alerts indexed in one transaction, so indexing never holds up deliveries for long.
 const FTS_BATCH: i64 = 5_000;
 
@@ -458,15 +458,17 @@ fn store_alert(
     delivery: &Delivery,
     alert: &AlertRecord,
 ) -> Result<JobResult, StoreError> {
-    let existing: Option<(Option<i64>, String)> = connection
-        .prepare_cached("SELECT updated_ns, level FROM alerts WHERE id = ?1")?
-        .query_row([&alert.id], |row| Ok((row.get(0)?, row.get(1)?)))
+    let existing: Option<(Option<i64>, String, String)> = connection
+        .prepare_cached("SELECT updated_ns, level, delivery_ids FROM alerts WHERE id = ?1")?
+        .query_row([&alert.id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()?;
 
     // A missing `updated` sorts below any present one.
     let outcome = match &existing {
         None => Outcome::Stored,
-        Some((stored_updated, _)) => match alert.updated.cmp(stored_updated) {
+        Some((stored_updated, _, _)) => match alert.updated.cmp(stored_updated) {
             std::cmp::Ordering::Greater => Outcome::Stored,
             std::cmp::Ordering::Equal => Outcome::Duplicate,
             std::cmp::Ordering::Less => Outcome::Outdated,
@@ -484,7 +486,7 @@ fn store_alert(
     )?;
     let received_ms = delivery.received_ms;
 
-    let Some((_, stored_level)) = existing else {
+    let Some((_, stored_level, delivery_ids)) = existing else {
         insert_alert(connection, alert, received_ms, delivery_id)?;
         return Ok((outcome, Some(event(AlertEventKind::New, alert, None))));
     };
@@ -496,7 +498,8 @@ fn store_alert(
                  WHERE id = (SELECT payload_delivery_id FROM alerts WHERE id = ?1) AND body IS NULL",
             )?
             .execute([&alert.id])?;
-        update_alert(connection, alert, received_ms, delivery_id)?;
+        let delivery_ids = append_delivery_id(&delivery_ids, delivery_id);
+        update_alert(connection, alert, received_ms, delivery_id, &delivery_ids)?;
         let event = event(AlertEventKind::Updated, alert, Some(stored_level));
         return Ok((outcome, Some(event)));
     }
@@ -504,12 +507,29 @@ fn store_alert(
     connection
         .prepare_cached(
             "UPDATE alerts SET delivery_count = delivery_count + 1,
-                 last_received_ms = max(last_received_ms, ?2)
+                 last_received_ms = max(last_received_ms, ?2), delivery_ids = ?3
              WHERE id = ?1",
         )?
-        .execute(params![alert.id, received_ms])?;
+        .execute(params![
+            alert.id,
+            received_ms,
+            append_delivery_id(&delivery_ids, delivery_id)
+        ])?;
     let event = event(AlertEventKind::Repeated, alert, Some(stored_level));
     Ok((outcome, Some(event)))
+}
+
+/// Delivery-log ids kept per alert; older ones drop off the alert's history.
+const MAX_DELIVERY_IDS: usize = 100;
+
+/// Appends `id` to a space-separated id list, keeping the newest [`MAX_DELIVERY_IDS`].
+fn append_delivery_id(ids: &str, id: i64) -> String {
+    let mut kept: Vec<&str> = ids.split_whitespace().collect();
+    let excess = (kept.len() + 1).saturating_sub(MAX_DELIVERY_IDS);
+    kept.drain(..excess);
+    let id = id.to_string();
+    kept.push(&id);
+    kept.join(" ")
 }
 
 fn insert_alert(
@@ -523,9 +543,9 @@ fn insert_alert(
             "INSERT INTO alerts (id, key, title, message, details, level, level_rank, category,
                  state, object_type, object_name, cluster, namespace, domain_name, console_url,
                  created_ns, updated_ns, expires_ns, postponed_until_ns, payload,
-                 payload_delivery_id, first_received_ms, last_received_ms)
+                 payload_delivery_id, delivery_ids, first_received_ms, last_received_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19, ?20, ?22, ?21, ?21)",
+                 ?17, ?18, ?19, ?20, ?22, CAST(?22 AS TEXT), ?21, ?21)",
         )?
         .execute(params![
             alert.id,
@@ -560,6 +580,7 @@ fn update_alert(
     alert: &AlertRecord,
     received_ms: i64,
     delivery_id: i64,
+    delivery_ids: &str,
 ) -> Result<(), StoreError> {
     connection
         .prepare_cached(
@@ -568,6 +589,7 @@ fn update_alert(
                  object_name = ?11, cluster = ?12, namespace = ?13, domain_name = ?14,
                  console_url = ?15, created_ns = ?16, updated_ns = ?17, expires_ns = ?18,
                  postponed_until_ns = ?19, payload = ?20, payload_delivery_id = ?22,
+                 delivery_ids = ?23,
                  delivery_count = delivery_count + 1,
                  last_received_ms = max(last_received_ms, ?21)
              WHERE id = ?1",
@@ -595,6 +617,7 @@ fn update_alert(
             alert.payload,
             received_ms,
             delivery_id,
+            delivery_ids,
         ])?;
     Ok(())
 }
@@ -611,5 +634,24 @@ fn event(kind: AlertEventKind, alert: &AlertRecord, previous_level: Option<Strin
         object_type: alert.object_type.clone(),
         object_name: alert.object_name.clone(),
         console_url: crate::model::safe_console_url(&alert.console_url).map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_ids_keep_newest() {
+        assert_eq!(append_delivery_id("", 7), "7");
+        assert_eq!(append_delivery_id("1 2", 3), "1 2 3");
+        let full: Vec<String> = (1..=MAX_DELIVERY_IDS as i64)
+            .map(|id| id.to_string())
+            .collect();
+        let appended = append_delivery_id(&full.join(" "), 101);
+        let kept: Vec<&str> = appended.split(' ').collect();
+        assert_eq!(kept.len(), MAX_DELIVERY_IDS);
+        assert_eq!(kept[0], "2");
+        assert_eq!(kept[MAX_DELIVERY_IDS - 1], "101");
     }
 }

@@ -158,15 +158,25 @@ fn read_only_data_dir_named_with_fix() {
     let read_only = dir.path().join("read-only");
     std::fs::create_dir(&read_only).unwrap();
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let mut command = Command::new(BIN);
+    let root = running_as_root();
+    let binary = if root {
+        // Root may write anywhere, so the server runs as `nobody`. It gets its own copy of
+        // the binary in the temporary directory, since the build directory may sit where
+        // `nobody` cannot reach.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.path().join("alert-inbox");
+        std::fs::copy(BIN, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    } else {
+        std::path::PathBuf::from(BIN)
+    };
+    let mut command = Command::new(binary);
     command
         .env("ALERT_INBOX_CONFIG", dir.path().join("config.toml"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&read_only);
-    if running_as_root() {
-        // Root may write anywhere, so the server runs as `nobody`, who needs to reach the
-        // temporary directory.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    if root {
         command.uid(65534).gid(65534);
     }
     let output = command.output().unwrap();

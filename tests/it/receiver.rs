@@ -838,3 +838,27 @@ async fn delivery_log_bounded_by_retention() {
     assert_eq!(receiver.alert_count(), 6);
     assert!(receiver.alert("retained-0").unwrap()["title"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alert_history_lists_its_deliveries() {
+    let receiver = TestReceiver::start().await;
+    let example = fixture("documented-example.json");
+    receiver.post_signed(&example).await;
+    receiver.post_signed(&fixture("unicode-raw.json")).await;
+    receiver.post_signed(&example).await;
+    receiver
+        .post_signed(&fixture("documented-example-postponed.json"))
+        .await;
+
+    let history =
+        alert_inbox::store::deliveries::list(&receiver.reader(), Some(EXAMPLE_ID), 10).unwrap();
+    let outcomes: Vec<&str> = history.iter().map(|row| row.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["stored", "duplicate", "stored"]);
+    assert!(history
+        .iter()
+        .all(|row| row.alert_id.as_deref() == Some(EXAMPLE_ID)));
+
+    let none = alert_inbox::store::deliveries::list(&receiver.reader(), Some("no-such-alert"), 10)
+        .unwrap();
+    assert!(none.is_empty());
+}
