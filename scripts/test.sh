@@ -18,6 +18,11 @@ cargo clippy --locked --all-targets --no-default-features -- -D warnings
 step "clippy, desktop build"
 cargo clippy --locked --all-targets -- -D warnings
 
+step "cargo deny: licences, bans, sources"
+# The advisory check needs the RustSec database from GitHub, which CI cannot reach.
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
+cargo deny check licenses bans sources
+
 step "tests, headless build"
 cargo test --locked --no-default-features
 step "tests, desktop build"
