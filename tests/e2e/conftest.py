@@ -1,0 +1,193 @@
+"""Fixtures for the desktop end-to-end tests: a launched app in its own data directory,
+a WebDriver session on its window, and a client that posts signed alerts to it."""
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import urllib.request
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.options import ArgOptions
+from selenium.webdriver.support.ui import WebDriverWait
+
+SECRET = "e2e-webhook-secret"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition, timeout=15.0, interval=0.1, message="condition"):
+    """Polls `condition` until it returns a true value, which is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def port_is_free(port):
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+class App:
+    """One app instance: its config, receiver port and WebDriver session."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.config_path = directory / "config.toml"
+        self.data_dir = directory / "data"
+        self.config_path.write_text(
+            f'listen = "127.0.0.1:{self.port}"\n'
+            f'path = "/webhook"\n'
+            f'webhook_secrets = ["{SECRET}"]\n'
+            f'data_dir = "{self.data_dir}"\n'
+            "\n[notifications]\n"
+            "storm_threshold = 50\n"
+        )
+        self.driver = None
+
+    def launch(self):
+        options = ArgOptions()
+        options.set_capability("browserName", "wry")
+        options.set_capability(
+            "tauri:options",
+            {"application": os.environ["ALERT_INBOX_APP"], "args": ["--config", str(self.config_path)]},
+        )
+        self.driver = webdriver.Remote(command_executor=os.environ["ALERT_INBOX_DRIVER_URL"], options=options)
+        WebDriverWait(self.driver, 30).until(
+            lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
+        )
+        wait_until(lambda: not port_is_free(self.port), message="the receiver to listen")
+        return self
+
+    def quit(self):
+        if self.driver is not None:
+            self.driver.quit()
+            self.driver = None
+        # The next launch must not meet this instance through the single-instance lock.
+        wait_until(lambda: port_is_free(self.port), timeout=20, message="the app to exit")
+
+    def post(self, payload: dict) -> int:
+        """Posts `payload` signed with the app's secret; returns the HTTP status."""
+        body = json.dumps(payload).encode()
+        signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/webhook",
+            data=body,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+
+    # ---- window helpers ----
+
+    def rows(self):
+        return self.driver.find_elements(By.CSS_SELECTOR, ".alert-row")
+
+    def row_titles(self):
+        # textContent, because WebKitWebDriver's visible-text check skips ellipsised text.
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('.alert-row .title')].map(node => node.textContent)"
+        )
+
+    def row_text(self, index):
+        return self.driver.execute_script(
+            "return document.querySelectorAll('.alert-row')[arguments[0]]?.textContent || ''", index
+        )
+
+    def detail_text(self):
+        return self.driver.find_element(By.ID, "detail").get_attribute("textContent")
+
+    def open_row(self, index):
+        """Clicks row `index` and waits for its detail pane."""
+        self.rows()[index].click()
+        wait_until(lambda: "Delivery history" in self.detail_text(), message="the detail pane")
+
+    def wait_for_titles(self, predicate, message, timeout=15):
+        return wait_until(lambda: predicate(self.row_titles()), timeout=timeout, message=message)
+
+    def set_query(self, query):
+        box = self.driver.find_element(By.ID, "query")
+        box.clear()
+        if query:
+            box.send_keys(query)
+        self.driver.execute_script("document.getElementById('search-form').requestSubmit()")
+
+    def screenshot(self, name):
+        DOCS.mkdir(exist_ok=True)
+        self.driver.save_screenshot(str(DOCS / f"screenshot-{name}.png"))
+
+
+def alert_payload(title, level="High", cluster="prod-eu-west", namespace="payments",
+                  console_url=None, alert_id=None, object_name="checkout-7d9f", state="New",
+                  message="Container restarted 5 times in 10 minutes.", updated=None):
+    alert_id = alert_id or str(uuid.uuid4())
+    now = updated or datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return {
+        "domainId": "8ca6aa4c-8c7d-9fb9-c751-3e038f90d283",
+        "domainName": "Acme production",
+        "version": "1.0",
+        "type": "alert",
+        "action": "create",
+        "url": "",
+        "consoleUrl": console_url if console_url is not None else f"https://app.realtheory.io/alerts/{alert_id}",
+        "content": {
+            "type": "System",
+            "metadata": {
+                "objectType": "Pod",
+                "objectName": object_name,
+                "clusterName": cluster,
+                "namespaceName": namespace,
+                "podName": object_name,
+            },
+            "id": alert_id,
+            "key": f"PodRestarts::{object_name}",
+            "title": title,
+            "message": message,
+            "details": "Last exit code 137 (OOMKilled).",
+            "level": level,
+            "category": "Health",
+            "source": "e2e",
+            "state": state,
+            "created": now,
+            "updated": now,
+            "postponedUntil": None,
+            "expires": None,
+        },
+        "timestamp": now,
+    }
+
+
+@pytest.fixture
+def app(tmp_path):
+    instance = App(tmp_path).launch()
+    yield instance
+    instance.quit()
+
+
+@pytest.fixture
+def opened_urls():
+    """Returns a function listing the URLs the stub browser was asked to open."""
+    path = Path(os.environ["ALERT_INBOX_E2E_OPENED"])
+    path.write_text("")
+    return lambda: [line for line in path.read_text().splitlines() if line]

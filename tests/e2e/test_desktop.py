@@ -1,0 +1,228 @@
+"""End-to-end tests of the desktop app: a real window under Xvfb, driven over WebDriver."""
+
+import json
+import subprocess
+import time
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from conftest import App, alert_payload, wait_until
+
+
+def dunst_history():
+    """Returns the summaries and bodies dunst has shown, newest first."""
+    output = subprocess.run(["dunstctl", "history"], check=True, capture_output=True, text=True).stdout
+    entries = json.loads(output)["data"][0]
+    return [(entry["summary"]["data"], entry["body"]["data"]) for entry in entries]
+
+
+def dunst_summaries():
+    return [summary for summary, _ in dunst_history()]
+
+
+def dunst_displayed_count():
+    output = subprocess.run(["dunstctl", "count", "displayed"], capture_output=True, text=True).stdout
+    return int(output.strip() or 0)
+
+
+def close_all_notifications():
+    subprocess.run(["dunstctl", "close-all"], check=False)
+    subprocess.run(["dunstctl", "history-clear"], check=False)
+
+
+def test_posted_alert_appears_live(app):
+    assert app.rows() == []
+    assert app.post(alert_payload("Pod checkout restarting")) == 200
+    app.wait_for_titles(lambda titles: "Pod checkout restarting" in titles, "the new row")
+
+    row = app.rows()[0]
+    assert "unread" in row.get_attribute("class")
+    assert row.find_element(By.CSS_SELECTOR, ".level").get_attribute("textContent") == "High"
+    assert "prod-eu-west / payments" in app.row_text(0)
+    assert "Pod checkout-7d9f" in app.row_text(0)
+
+
+def test_update_moves_row_to_top(app):
+    first = alert_payload("First alert", alert_id="alert-first")
+    app.post(first)
+    app.post(alert_payload("Second alert"))
+    app.wait_for_titles(lambda titles: titles[:2] == ["Second alert", "First alert"], "two rows")
+
+    time.sleep(0.01)
+    updated = alert_payload("First alert, now critical", level="Critical", alert_id="alert-first",
+                            updated="2099-01-01T00:00:00Z")
+    app.post(updated)
+    app.wait_for_titles(lambda titles: titles[0] == "First alert, now critical", "the update on top")
+    assert len(app.rows()) == 2
+
+
+def test_level_and_text_filters_narrow_list(app):
+    app.post(alert_payload("Disk almost full", level="Medium", object_name="db-0"))
+    app.post(alert_payload("Node not ready", level="Critical", object_name="node-3"))
+    app.post(alert_payload("Pod restarting", level="High", object_name="web-1"))
+    app.wait_for_titles(lambda titles: len(titles) == 3, "three rows")
+
+    app.set_query("level>=High")
+    app.wait_for_titles(lambda titles: sorted(titles) == ["Node not ready", "Pod restarting"], "two High+ rows")
+
+    app.set_query("level>=High node")
+    app.wait_for_titles(lambda titles: titles == ["Node not ready"], "one row for the text")
+
+    app.set_query("lvl=High")
+    error = wait_until(lambda: app.driver.find_element(By.ID, "query-error").text, message="a filter error")
+    assert "lvl=High" in error
+
+    app.set_query("")
+    app.wait_for_titles(lambda titles: len(titles) == 3, "all rows again")
+    facet = app.driver.find_element(By.CSS_SELECTOR, '.facet[data-term="level=Medium"]')
+    facet.click()
+    app.wait_for_titles(lambda titles: titles == ["Disk almost full"], "the Medium row")
+    app.screenshot("filter")
+
+
+def test_detail_pane_shows_fields(app):
+    app.post(alert_payload("Pod restarting", message="Container restarted 5 times in 10 minutes."))
+    app.wait_for_titles(lambda titles: titles == ["Pod restarting"], "the row")
+    app.open_row(0)
+
+    detail = app.driver.find_element(By.ID, "detail")
+    text = app.detail_text()
+    assert "Pod restarting" in detail.find_element(By.CSS_SELECTOR, ".detail-title").get_attribute("textContent")
+    assert "Container restarted 5 times in 10 minutes." in text
+    assert "Last exit code 137 (OOMKilled)." in text
+    assert "clusterName" in text
+    assert "prod-eu-west" in text
+    assert "namespaceName" in text
+    assert "Created" in text
+    assert "Delivery history (1)" in text
+    assert "Open in RealTheory" in text
+
+
+def test_markup_title_is_literal_text(app):
+    title = "<img src=x onerror=alert(1)>"
+    app.post(alert_payload(title, message="<b>bold?</b>"))
+    app.wait_for_titles(lambda titles: titles == [title], "the literal title")
+    assert app.driver.find_elements(By.CSS_SELECTOR, "#alert-list img") == []
+
+    app.open_row(0)
+    detail = app.driver.find_element(By.ID, "detail")
+    assert detail.find_element(By.CSS_SELECTOR, ".detail-title").get_attribute("textContent") == title
+    assert detail.find_elements(By.CSS_SELECTOR, "img, b") == []
+
+
+def test_notification_click_opens_console_url(app, opened_urls):
+    close_all_notifications()
+    url = "https://app.realtheory.io/alerts/e2e-click"
+    app.post(alert_payload("Node ip-10-0-9-9 not ready", level="Critical", console_url=url, cluster="prod-us"))
+    wait_until(lambda: dunst_displayed_count() == 1, message="the notification on screen")
+
+    subprocess.run(["dunstctl", "action", "0"], check=True)
+    assert wait_until(lambda: opened_urls(), message="the stub browser to open a URL") == [url]
+
+    # The click closes the notification, so dunst's history now shows what was displayed.
+    subprocess.run(["dunstctl", "close-all"], check=False)
+    history = wait_until(lambda: dunst_history(), message="dunst history")
+    assert history[0][0] == "Critical: Node ip-10-0-9-9 not ready"
+    assert "prod-us" in history[0][1]
+
+    # The click also marks the alert read.
+    wait_until(lambda: "unread" not in app.rows()[0].get_attribute("class"), message="the row to be read")
+
+
+def test_unsafe_console_url_is_never_opened(app, opened_urls):
+    close_all_notifications()
+    app.post(alert_payload("Suspicious link", console_url="javascript:alert(1)"))
+    app.wait_for_titles(lambda titles: titles == ["Suspicious link"], "the row")
+    wait_until(lambda: dunst_displayed_count() == 1, message="the notification on screen")
+
+    subprocess.run(["dunstctl", "action", "0"], check=True)
+    # Without a safe URL, the click focuses the alert in the inbox instead.
+    detail = app.driver.find_element(By.ID, "detail")
+    wait_until(lambda: "Suspicious link" in app.detail_text(), message="the alert in the detail pane")
+    assert "javascript:alert(1)" in detail.find_element(By.CSS_SELECTOR, ".unsafe-url").get_attribute("textContent")
+
+    app.driver.find_element(By.ID, "alert-list").send_keys("o")
+    time.sleep(1.5)
+    assert opened_urls() == []
+
+
+def test_redelivery_raises_no_notification(app):
+    close_all_notifications()
+    payload = alert_payload("Once only")
+    app.post(payload)
+    wait_until(lambda: dunst_displayed_count() == 1, message="one notification on screen")
+    app.post(payload)
+    app.wait_for_titles(lambda titles: titles == ["Once only"], "the row")
+    wait_until(lambda: "×2" in app.row_text(0), message="the delivery count")
+    time.sleep(1)
+    assert dunst_displayed_count() == 1
+
+    subprocess.run(["dunstctl", "close-all"], check=False)
+    assert wait_until(lambda: dunst_summaries(), message="dunst history") == ["High: Once only"]
+
+
+def test_keyboard_acknowledges_alert(app):
+    app.post(alert_payload("Keyboard target"))
+    app.wait_for_titles(lambda titles: titles == ["Keyboard target"], "the row")
+    listbox = app.driver.find_element(By.ID, "alert-list")
+    listbox.send_keys("j")
+    listbox.send_keys("a")
+    wait_until(lambda: "Ack" in app.row_text(0), message="the acknowledged mark")
+    listbox.send_keys("/")
+    assert app.driver.switch_to.active_element.get_attribute("id") == "query"
+    app.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+
+
+def test_triage_survives_restart(tmp_path):
+    first = App(tmp_path).launch()
+    try:
+        first.post(alert_payload("Acknowledge me", alert_id="keep-1"))
+        first.post(alert_payload("Archive me", alert_id="keep-2"))
+        first.wait_for_titles(lambda titles: len(titles) == 2, "two rows")
+        first.driver.execute_script(
+            "return window.__TAURI__.core.invoke('apply_triage', {ids: ['keep-1'], action: {action: 'acknowledge'}})"
+        )
+        first.driver.execute_script(
+            "return window.__TAURI__.core.invoke('apply_triage', {ids: ['keep-2'], action: {action: 'archive'}})"
+        )
+    finally:
+        first.quit()
+
+    second = App.__new__(App)
+    second.__dict__.update(first.__dict__)
+    second.launch()
+    try:
+        second.set_query("is:ack")
+        second.wait_for_titles(lambda titles: titles == ["Acknowledge me"], "the acknowledged alert")
+        second.set_query("is:archived")
+        second.wait_for_titles(lambda titles: titles == ["Archive me"], "the archived alert")
+    finally:
+        second.quit()
+
+
+def test_screenshots(app):
+    samples = [
+        ("Node ip-10-0-3-17 not ready", "Critical", "prod-eu-west", "kube-system", "ip-10-0-3-17"),
+        ("Pod checkout restarting repeatedly", "High", "prod-eu-west", "payments", "checkout-7d9f"),
+        ("PersistentVolume 85% full", "Medium", "prod-us-east", "databases", "pg-data-0"),
+        ("Deployment replicas unavailable", "High", "staging", "web", "frontend"),
+        ("Certificate expires in 14 days", "Low", "prod-us-east", "ingress", "wildcard-tls"),
+        ("CPU throttling above 40%", "Medium", "prod-eu-west", "search", "search-api-2"),
+    ]
+    for title, level, cluster, namespace, name in samples:
+        app.post(alert_payload(title, level=level, cluster=cluster, namespace=namespace, object_name=name))
+    app.wait_for_titles(lambda titles: len(titles) == len(samples), "the sample rows")
+    app.screenshot("inbox")
+
+    app.open_row(1)
+    app.screenshot("detail")
+
+    app.driver.find_element(By.ID, "tab-settings").click()
+    wait_until(lambda: app.driver.find_element(By.CSS_SELECTOR, '[name="listen"]').get_attribute("value"),
+               message="the settings form")
+    app.screenshot("settings")
+
+    app.driver.find_element(By.ID, "tab-deliveries").click()
+    wait_until(lambda: app.driver.find_elements(By.CSS_SELECTOR, "#delivery-table tbody tr"), message="deliveries")
+    app.screenshot("deliveries")
