@@ -28,6 +28,11 @@ pub use writer::{AlertEvent, AlertEventKind, Outcome, WriterHandle};
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "alerts.db";
 
+/// Largest part of the database a reader maps into memory.
+const READER_MMAP_BYTES: i64 = 4 * 1024 * 1024 * 1024;
+/// Page cache of a reader, in KiB when negative (SQLite's convention).
+const READER_CACHE_KIB: i64 = -16 * 1024;
+
 /// How long a connection waits for a lock held by another before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -137,6 +142,11 @@ impl Store {
             source,
         })?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
+        // Reads map the file instead of copying each page through a system call, which
+        // makes scans such as filtered facet counts several times faster. The mapping is
+        // address space, not resident memory.
+        connection.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
+        connection.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
         let version: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         let supported = schema::latest_version();
         if version > supported {

@@ -417,11 +417,33 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
         &mut counts,
         |field| !constrained.contains(&field),
     )?;
+    let mut from_counters = Vec::new();
     for field in &constrained {
+        let mut others = filter.clone();
+        others
+            .conditions
+            .retain(|condition| condition.field != *field);
+        if others == AlertFilter::default() {
+            // Without its own condition the filter is empty: the counters have the answer.
+            from_counters.push(*field);
+            continue;
+        }
         let clause = Clause::build(filter, Some(*field), TextPlan::FewMatches);
         count_pass(connection, &clause, &mut counts, |other| other == *field)?;
     }
-    Ok(counts.into_facets())
+
+    let mut facets = counts.into_facets();
+    if !from_counters.is_empty() {
+        let unfiltered = unfiltered_facets(connection)?;
+        for facet in &mut facets {
+            if from_counters.contains(&facet.field) {
+                if let Some(counted) = unfiltered.iter().find(|f| f.field == facet.field) {
+                    facet.values = counted.values.clone();
+                }
+            }
+        }
+    }
+    Ok(facets)
 }
 
 /// Counts per field and value, filled by [`count_pass`].
