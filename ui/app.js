@@ -197,11 +197,7 @@ function renderRow(alert, index) {
       el("span", { class: `level ${levelClass(alert.level)}`, text: alert.level || "?" }),
       el("div", { class: "main" }, [
         el("div", { class: "title", text: alert.title || "(no title)" }),
-        el("div", { class: "sub" }, [
-          el("span", { class: "object", text: object }),
-          el("span", { class: "place", text: place }),
-          el("span", { class: "state", text: alert.state }),
-        ]),
+        el("div", { class: "sub", text: [object, place, alert.state].filter(Boolean).join("  ·  ") }),
       ]),
       el("div", { class: "side" }, [
         el("time", { class: "time", text: relativeTime(alert.lastReceivedMs), title: new Date(alert.lastReceivedMs).toLocaleString() }),

@@ -63,10 +63,8 @@ fn show_and_wait(app: &AppHandle, notice: Notice) {
     let wait = handle.wait_for_action_async(|response| {
         clicked = matches!(response, NotificationResponse::Default);
     });
-    if runtime
-        .block_on(tokio::time::timeout(CLICK_WAIT, wait))
-        .is_err()
-    {
+    let waited = runtime.block_on(async { tokio::time::timeout(CLICK_WAIT, wait).await });
+    if waited.is_err() {
         tracing::debug!(id = handle.id(), "stopped waiting for a notification click");
         return;
     }
