@@ -57,6 +57,7 @@ pub fn spawn_forwarders(app: AppHandle, runtime: &Runtime) -> Vec<JoinHandle<()>
             loop {
                 let current = status.borrow_and_update().clone();
                 let _ = app.emit(TUNNEL_EVENT, &current);
+                tray::set_tunnel_status(&app, &current);
                 if status.changed().await.is_err() {
                     break;
                 }
@@ -80,6 +81,7 @@ pub fn spawn_flush_timer(app: AppHandle) {
             if let Some(notice) = notice {
                 notifier::show(&app, notice);
             }
+            tray::refresh(&app);
         }
     });
 }

@@ -34,6 +34,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
     let menu = Menu::with_items(app, &[&show, &pause, &copy, &quit])?;
     app.manage(PauseItem(pause));
+    app.manage(TrayTunnel::default());
 
     let mut builder = TrayIconBuilder::with_id(TRAY_ID)
         .menu(&menu)
@@ -111,17 +112,63 @@ pub fn unread_count(app: &AppHandle) -> Option<i64> {
     query::count(db.as_ref()?, &filter).ok()
 }
 
-/// Shows the unread count in the tray's tooltip and title.
+/// The tunnel's status as the tray shows it, kept between refreshes.
+#[derive(Default)]
+pub struct TrayTunnel(std::sync::Mutex<Option<String>>);
+
+/// Minimum time between two unread counts, so an alert storm does not count per alert.
+const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(900);
+
+/// Records the tunnel status for the tooltip and refreshes the tray.
+pub fn set_tunnel_status(app: &AppHandle, status: &crate::tunnel::TunnelStatus) {
+    let line = match status {
+        crate::tunnel::TunnelStatus::Off => None,
+        other => Some(format!("Tunnel: {other}")),
+    };
+    if let Some(tunnel) = app.try_state::<TrayTunnel>() {
+        *tunnel
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = line;
+    }
+    refresh_now(app);
+}
+
+/// Shows the unread count in the tray's tooltip and title, at most about once a second;
+/// the window's one-second timer calls it again, so the last change always shows.
 pub fn refresh(app: &AppHandle) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    {
+        let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    refresh_now(app);
+}
+
+fn refresh_now(app: &AppHandle) {
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return;
     };
     let unread = unread_count(app).unwrap_or(0);
-    let tooltip = match unread {
+    let mut tooltip = match unread {
         0 => "Alert Inbox: no unread alerts".to_owned(),
         1 => "Alert Inbox: 1 unread alert".to_owned(),
         n => format!("Alert Inbox: {n} unread alerts"),
     };
+    if let Some(tunnel) = app.try_state::<TrayTunnel>() {
+        if let Some(line) = tunnel
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+        {
+            tooltip.push('\n');
+            tooltip.push_str(line);
+        }
+    }
     let _ = tray.set_tooltip(Some(&tooltip));
     let _ = tray.set_title((unread > 0).then(|| unread.to_string()));
 }
