@@ -470,3 +470,51 @@ fn tunnel_given_records_url() {
         "{text}"
     );
 }
+
+#[test]
+fn sigterm_finishes_delivery_in_flight() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path());
+    let address = serve
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let body = fixture("documented-example.json");
+    let secret = alert_inbox::secret::Secret::new(SECRET);
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\
+         Authorization: {}\r\nX-Hub-Signature-256: {}\r\n\r\n",
+        body.len(),
+        alert_inbox::receiver::verify::basic_header(
+            USER,
+            &alert_inbox::secret::Secret::new(PASSWORD)
+        ),
+        alert_inbox::receiver::verify::sign(&secret, &body),
+    );
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..100]).unwrap();
+
+    // The request is in flight when the signal arrives; the rest of the body follows.
+    Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(&body[100..]).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    serve.stop();
+    let alerts = alerts_json(dir.path(), &[]);
+    assert_eq!(alerts.len(), 1);
+}
