@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-    build-essential pkg-config curl ca-certificates python3
+    build-essential pkg-config curl ca-certificates python3 python3-venv nodejs
     libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev
     xvfb xauth dbus dbus-x11 dunst libnotify-bin xdg-utils webkit2gtk-driver imagemagick
 )

@@ -23,6 +23,12 @@ step "cargo deny: licences, bans, sources"
 command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
 cargo deny check licenses bans sources
 
+step "front end: syntax of every module, unit tests"
+for module in ui/*.js; do
+    node --experimental-default-type=module --check "$module"
+done
+node --experimental-default-type=module --test tests/ui/
+
 step "tests, headless build"
 cargo test --locked --no-default-features
 step "tests, desktop build"
