@@ -25,9 +25,9 @@ cargo deny check licenses bans sources
 
 step "front end: syntax of every module, unit tests"
 for module in ui/*.js; do
-    node --experimental-default-type=module --check "$module"
+    node --check "$module"
 done
-node --experimental-default-type=module --test tests/ui/
+node --test tests/ui/
 
 step "tests, headless build"
 cargo test --locked --no-default-features
