@@ -29,6 +29,7 @@ const FACET_KEYS = {
   state: "state",
   objectType: "type",
 };
+const LEVEL_ORDER = ["critical", "high", "medium", "low"];
 const TIME_RANGES = [
   ["1 h", "@age<1h"],
   ["24 h", "@age<24h"],
@@ -231,7 +232,8 @@ async function loadFacets() {
   const container = document.getElementById("facet-list");
   const terms = new Set(splitTerms(state.query));
   const groups = facets.map((facet) => {
-    const items = facet.values.slice(0, 30).map(([value, count]) => {
+    const values = facet.field === "level" ? bySeverity(facet.values) : facet.values;
+    const items = values.slice(0, 30).map(([value, count]) => {
       const term = facet.field === "status" ? `is:${value}` : `${FACET_KEYS[facet.field]}=${quoteValue(value)}`;
       const active = terms.has(term);
       const button = el(
@@ -249,6 +251,15 @@ async function loadFacets() {
   });
   container.replaceChildren(...groups);
   renderTimeRange(terms);
+}
+
+/** Orders level facet values from Critical down to Low, then unknown levels by count. */
+function bySeverity(values) {
+  const rank = (value) => {
+    const index = LEVEL_ORDER.indexOf(String(value).toLowerCase());
+    return index < 0 ? LEVEL_ORDER.length : index;
+  };
+  return [...values].sort((a, b) => rank(a[0]) - rank(b[0]) || b[1] - a[1]);
 }
 
 function renderTimeRange(terms) {

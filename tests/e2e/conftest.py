@@ -16,12 +16,17 @@ import pytest
 import urllib.request
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.options import ArgOptions
+from selenium.webdriver.remote.client_config import ClientConfig
 from selenium.webdriver.support.ui import WebDriverWait
 
 SECRET = "e2e-webhook-secret"
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+# Maximum wait for one WebDriver command, so a hung window fails the test instead of
+# blocking the run.
+COMMAND_TIMEOUT_S = 60
 
 
 def free_port():
@@ -72,7 +77,8 @@ class App:
             "tauri:options",
             {"application": os.environ["ALERT_INBOX_APP"], "args": ["--config", str(self.config_path)]},
         )
-        self.driver = webdriver.Remote(command_executor=os.environ["ALERT_INBOX_DRIVER_URL"], options=options)
+        config = ClientConfig(remote_server_addr=os.environ["ALERT_INBOX_DRIVER_URL"], timeout=COMMAND_TIMEOUT_S)
+        self.driver = webdriver.Remote(options=options, client_config=config)
         WebDriverWait(self.driver, 30).until(
             lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
         )
@@ -119,8 +125,20 @@ class App:
         return self.driver.find_element(By.ID, "detail").get_attribute("textContent")
 
     def open_row(self, index):
-        """Clicks row `index` and waits for its detail pane."""
-        self.rows()[index].click()
+        """Clicks row `index` and waits for its detail pane.
+
+        The list replaces its row elements on each live refresh, so a row found just before
+        a refresh is stale by the click: the click is retried on a freshly found row.
+        """
+
+        def click():
+            try:
+                self.rows()[index].click()
+                return True
+            except StaleElementReferenceException:
+                return False
+
+        wait_until(click, message=f"a clickable row {index}")
         wait_until(lambda: "Delivery history" in self.detail_text(), message="the detail pane")
 
     def wait_for_titles(self, predicate, message, timeout=15):
