@@ -258,3 +258,20 @@ def test_screenshots(app):
     wait_until(lambda: app.driver.find_elements(By.CSS_SELECTOR, "#delivery-table tbody tr"), message="deliveries")
     app.screenshot("deliveries")
 
+
+def invoke_outcome(app, command):
+    """Invokes `command` from the window; returns "ok" or the rejection message."""
+    return app.driver.execute_async_script(
+        """
+        const [command, done] = arguments;
+        window.__TAURI__.core.invoke(command).then(() => done("ok"), (error) => done(String(error)));
+        """,
+        command,
+    )
+
+
+def test_capability_limits_commands(app):
+    assert invoke_outcome(app, "app_info") == "ok"
+    # The clipboard plugin is loaded, but the window's capability grants none of its
+    # commands, so reading the clipboard is rejected.
+    assert "not allowed" in invoke_outcome(app, "plugin:clipboard-manager|read_text")
