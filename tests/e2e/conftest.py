@@ -19,6 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.options import ArgOptions
 from selenium.webdriver.remote.client_config import ClientConfig
+from selenium.webdriver.remote.remote_connection import RemoteConnection
 from selenium.webdriver.support.ui import WebDriverWait
 
 SECRET = "e2e-webhook-secret"
@@ -39,12 +40,31 @@ def wait_until(condition, timeout=15.0, interval=0.1, message="condition"):
     """Polls `condition` until it returns a true value, which is returned."""
     deadline = time.monotonic() + timeout
     while True:
-        value = condition()
+        try:
+            value = condition()
+        except StaleElementReferenceException:
+            # The window replaced the element between its lookup and its use: poll again.
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+def running_app_pids():
+    """Returns the pids of processes running the app binary under test."""
+    target = os.path.realpath(os.environ["ALERT_INBOX_APP"])
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.path.realpath(entry / "exe") == target:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def port_is_free(port):
@@ -78,7 +98,7 @@ class App:
             {"application": os.environ["ALERT_INBOX_APP"], "args": ["--config", str(self.config_path)]},
         )
         config = ClientConfig(remote_server_addr=os.environ["ALERT_INBOX_DRIVER_URL"], timeout=COMMAND_TIMEOUT_S)
-        self.driver = webdriver.Remote(options=options, client_config=config)
+        self.driver = webdriver.Remote(command_executor=RemoteConnection(client_config=config), options=options)
         WebDriverWait(self.driver, 30).until(
             lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
         )
@@ -89,8 +109,11 @@ class App:
         if self.driver is not None:
             self.driver.quit()
             self.driver = None
-        # The next launch must not meet this instance through the single-instance lock.
-        wait_until(lambda: port_is_free(self.port), timeout=20, message="the app to exit")
+        # The next launch must not meet this instance through the single-instance lock:
+        # the listener closes before the process releases its D-Bus name, and a launch in
+        # between fails to forward its arguments and exits, so wait for the process itself.
+        wait_until(lambda: port_is_free(self.port), timeout=20, message="the receiver to close")
+        wait_until(lambda: not running_app_pids(), timeout=20, message="the app process to exit")
 
     def post(self, payload: dict) -> int:
         """Posts `payload` signed with the app's secret; returns the HTTP status."""
@@ -121,24 +144,39 @@ class App:
             "return document.querySelectorAll('.alert-row')[arguments[0]]?.textContent || ''", index
         )
 
+    def text_of(self, selector):
+        """Returns the textContent of the first element matching `selector`, or None.
+
+        One script call reads it, so a re-render of the detail pane between finding the
+        element and reading it cannot make the element stale.
+        """
+        return self.driver.execute_script(
+            "return document.querySelector(arguments[0])?.textContent ?? null", selector
+        )
+
+    def count(self, selector):
+        """Returns how many elements match `selector`."""
+        return self.driver.execute_script("return document.querySelectorAll(arguments[0]).length", selector)
+
     def detail_text(self):
-        return self.driver.find_element(By.ID, "detail").get_attribute("textContent")
+        return self.text_of("#detail") or ""
 
-    def open_row(self, index):
-        """Clicks row `index` and waits for its detail pane.
+    def click(self, find):
+        """Clicks the element `find()` returns, looking it up again when it went stale.
 
-        The list replaces its row elements on each live refresh, so a row found just before
-        a refresh is stale by the click: the click is retried on a freshly found row.
+        The list and the facets replace their elements on each live refresh, so an element
+        found just before a refresh is stale by the click.
         """
 
-        def click():
-            try:
-                self.rows()[index].click()
-                return True
-            except StaleElementReferenceException:
-                return False
+        def attempt():
+            find().click()
+            return True
 
-        wait_until(click, message=f"a clickable row {index}")
+        wait_until(attempt, message="a clickable element")
+
+    def open_row(self, index):
+        """Clicks row `index` and waits for its detail pane."""
+        self.click(lambda: self.rows()[index])
         wait_until(lambda: "Delivery history" in self.detail_text(), message="the detail pane")
 
     def wait_for_titles(self, predicate, message, timeout=15):

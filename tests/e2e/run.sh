@@ -4,18 +4,20 @@
 # pytest with Selenium as the WebDriver client. Exits with pytest's status.
 #
 # Needs the Debian packages from scripts/install-deps.sh (xvfb, dbus, dunst,
-# webkit2gtk-driver, python3 with venv). Installs what else is missing: tauri-driver with
+# webkit2gtk-driver, python3-venv). Installs what else is missing: tauri-driver with
 # `cargo install tauri-driver --locked`, and tests/e2e/requirements.txt with pip, into
-# target/e2e-venv when the system Python rejects pip installs. Needs no display and runs
-# as root. Extra arguments go to pytest.
+# target/e2e-venv when the system Python rejects pip installs (PEP 668). Needs no
+# display and runs as root. Extra arguments go to pytest.
 #
 # Environment: ALERT_INBOX_APP (app binary to test; built when unset),
 # ALERT_INBOX_DRIVER_PORT (tauri-driver port, default 4444), ALERT_INBOX_E2E_SCRIPT
-# (a Python script to run in place of pytest, for measurements).
+# (a Python script to run in place of pytest, given the extra arguments), and
+# CARGO_TARGET_DIR (used in place of target/).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}"
 
 log() {
     printf 'e2e: %s\n' "$*" >&2
@@ -23,7 +25,7 @@ log() {
 
 # Selects a Python with pytest, pytest-timeout and Selenium, installing them if missing.
 find_python() {
-    local venv="$root/target/e2e-venv"
+    local venv="$target/e2e-venv"
     if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import pytest, pytest_timeout, selenium' 2>/dev/null; then
         echo "$venv/bin/python"
         return
@@ -61,9 +63,9 @@ if [[ -z "${ALERT_INBOX_E2E_SESSION:-}" ]]; then
     if [[ -z "${ALERT_INBOX_APP:-}" ]]; then
         (cd "$root" && cargo build --bin alert-inbox)
         # A private copy, so a headless build into the same target dir cannot replace it.
-        mkdir -p "$root/target/e2e-app"
-        cp "$root/target/debug/alert-inbox" "$root/target/e2e-app/alert-inbox"
-        export ALERT_INBOX_APP="$root/target/e2e-app/alert-inbox"
+        mkdir -p "$target/e2e-app"
+        cp "$target/debug/alert-inbox" "$target/e2e-app/alert-inbox"
+        export ALERT_INBOX_APP="$target/e2e-app/alert-inbox"
     fi
     export ALERT_INBOX_E2E_SESSION=1
     exec dbus-run-session -- bash "${BASH_SOURCE[0]}" "$@"
@@ -111,7 +113,7 @@ if [[ ! -e "/tmp/.X11-unix/X$display" ]]; then
 fi
 
 # WebKitGTK stalls looking for an accessibility bus without this. Compositing stays on:
-# with WEBKIT_DISABLE_COMPOSITING_MODE=1 (WebKitGTK 2.4x), WebKitWebDriver's screenshot
+# with WEBKIT_DISABLE_COMPOSITING_MODE=1 (WebKitGTK 2.50), WebKitWebDriver's screenshot
 # waits for the next paint, so a screenshot of a page that does not change never returns.
 export NO_AT_BRIDGE=1
 # Without a desktop environment, xdg-open hands URLs to $BROWSER: the stub records them.
@@ -121,7 +123,7 @@ unset XDG_CURRENT_DESKTOP DESKTOP_SESSION GNOME_DESKTOP_SESSION_ID KDE_FULL_SESS
 # Services that D-Bus starts on demand (the desktop portal) need the display too.
 dbus-update-activation-environment DISPLAY NO_AT_BRIDGE BROWSER ALERT_INBOX_E2E_OPENED 2>/dev/null || true
 
-logs="$root/target/e2e-logs"
+logs="$target/e2e-logs"
 mkdir -p "$logs"
 dunst -config "$here/dunstrc" >"$logs/dunst.log" 2>&1 &
 pids+=($!)

@@ -57,9 +57,8 @@ def test_posted_alert_appears_live(app):
     assert app.post(alert_payload("Pod checkout restarting")) == 200
     app.wait_for_titles(lambda titles: "Pod checkout restarting" in titles, "the new row")
 
-    row = app.rows()[0]
-    assert "unread" in row.get_attribute("class")
-    assert row.find_element(By.CSS_SELECTOR, ".level").get_attribute("textContent") == "High"
+    assert app.count(".alert-row.unread") == 1
+    assert app.text_of(".alert-row .level") == "High"
     assert "prod-eu-west / payments" in app.row_text(0)
     assert "Pod checkout-7d9f" in app.row_text(0)
 
@@ -96,8 +95,7 @@ def test_level_and_text_filters_narrow_list(app):
 
     app.set_query("")
     app.wait_for_titles(lambda titles: len(titles) == 3, "all rows again")
-    facet = app.driver.find_element(By.CSS_SELECTOR, '.facet[data-term="level=Medium"]')
-    facet.click()
+    app.click(lambda: app.driver.find_element(By.CSS_SELECTOR, '.facet[data-term="level=Medium"]'))
     app.wait_for_titles(lambda titles: titles == ["Disk almost full"], "the Medium row")
     app.screenshot("filter")
 
@@ -107,9 +105,8 @@ def test_detail_pane_shows_fields(app):
     app.wait_for_titles(lambda titles: titles == ["Pod restarting"], "the row")
     app.open_row(0)
 
-    detail = app.driver.find_element(By.ID, "detail")
     text = app.detail_text()
-    assert "Pod restarting" in detail.find_element(By.CSS_SELECTOR, ".detail-title").get_attribute("textContent")
+    assert "Pod restarting" in app.text_of("#detail .detail-title")
     assert "Container restarted 5 times in 10 minutes." in text
     assert "Last exit code 137 (OOMKilled)." in text
     assert "clusterName" in text
@@ -124,12 +121,11 @@ def test_markup_title_is_literal_text(app):
     title = "<img src=x onerror=alert(1)>"
     app.post(alert_payload(title, message="<b>bold?</b>"))
     app.wait_for_titles(lambda titles: titles == [title], "the literal title")
-    assert app.driver.find_elements(By.CSS_SELECTOR, "#alert-list img") == []
+    assert app.count("#alert-list img") == 0
 
     app.open_row(0)
-    detail = app.driver.find_element(By.ID, "detail")
-    assert detail.find_element(By.CSS_SELECTOR, ".detail-title").get_attribute("textContent") == title
-    assert detail.find_elements(By.CSS_SELECTOR, "img, b") == []
+    assert app.text_of("#detail .detail-title") == title
+    assert app.count("#detail img, #detail b") == 0
 
 
 def test_notification_click_opens_console_url(app, opened_urls):
@@ -148,7 +144,7 @@ def test_notification_click_opens_console_url(app, opened_urls):
     assert "prod-us" in history[0][1]
 
     # The click also marks the alert read.
-    wait_until(lambda: "unread" not in app.rows()[0].get_attribute("class"), message="the row to be read")
+    wait_until(lambda: app.count(".alert-row.unread") == 0, message="the row to be read")
 
 
 def test_unsafe_console_url_is_never_opened(app, opened_urls):
@@ -159,9 +155,8 @@ def test_unsafe_console_url_is_never_opened(app, opened_urls):
 
     subprocess.run(["dunstctl", "action", "0"], check=True)
     # Without a safe URL, the click focuses the alert in the inbox instead.
-    detail = app.driver.find_element(By.ID, "detail")
     wait_until(lambda: "Suspicious link" in app.detail_text(), message="the alert in the detail pane")
-    assert "javascript:alert(1)" in detail.find_element(By.CSS_SELECTOR, ".unsafe-url").get_attribute("textContent")
+    assert "javascript:alert(1)" in app.text_of("#detail .unsafe-url")
 
     # "o" asks the app to open the stored URL; the toast is its answer, so once it shows,
     # the app has decided and the stub browser would already have been started.
