@@ -103,6 +103,9 @@ done
 Xvfb ":$display" -screen 0 1400x900x24 -nolisten tcp >/dev/null 2>&1 &
 pids+=($!)
 export DISPLAY=":$display"
+# GTK would pick a Wayland compositor of the calling session over Xvfb.
+unset WAYLAND_DISPLAY
+export GDK_BACKEND=x11
 for _ in $(seq 1 50); do
     [[ -e "/tmp/.X11-unix/X$display" ]] && break
     sleep 0.1
