@@ -16,7 +16,7 @@ import pytest
 import urllib.request
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, NoSuchElementException
 from selenium.webdriver.common.options import ArgOptions
 from selenium.webdriver.remote.client_config import ClientConfig
 from selenium.webdriver.remote.remote_connection import RemoteConnection
@@ -42,8 +42,9 @@ def wait_until(condition, timeout=15.0, interval=0.1, message="condition"):
     while True:
         try:
             value = condition()
-        except StaleElementReferenceException:
-            # The window replaced the element between its lookup and its use: poll again.
+        except (StaleElementReferenceException, NoSuchElementException):
+            # The window replaced the element between its lookup and its use, or has not
+            # rendered it yet (the facets load after the list): poll again.
             value = None
         if value:
             return value
