@@ -1,5 +1,5 @@
 //! The ingest benchmark: closed-loop clients over loopback, each on its own keep-alive
-//! connection, sending pre-signed unique deliveries as fast as answers come back.
+//! connection, sending pre-signed unique deliveries as fast as responses come back.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -341,7 +341,7 @@ async fn connection_loop(
     Ok(latencies)
 }
 
-/// Counts deliveries that were answered 2xx but are not in the store.
+/// Counts deliveries that got a 2xx response but are not in the store.
 fn verify_stored(
     data_dir: &std::path::Path,
     deliveries: &[Prepared],

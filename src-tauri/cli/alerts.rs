@@ -36,7 +36,7 @@ pub struct AlertsArgs {
     /// Only alerts received since TIME: RFC 3339 (2024-09-05T16:20:09Z) or an age (90m, 2h, 7d)
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
-    /// Most alerts to print
+    /// Maximum number of alerts to print
     #[arg(long, value_name = "N", default_value_t = 100)]
     limit: usize,
 }
@@ -52,7 +52,7 @@ pub struct DeliveriesArgs {
     /// Only deliveries of this alert id
     #[arg(long, value_name = "ID")]
     alert: Option<String>,
-    /// Most deliveries to print
+    /// Maximum number of deliveries to print
     #[arg(long, value_name = "N", default_value_t = 50)]
     limit: usize,
 }

@@ -1,4 +1,4 @@
-//! `alert-inbox config`: where the config file is, what it says, and creating it.
+//! `alert-inbox config`: the config file's path and contents, and creating it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -96,8 +96,8 @@ fn init_logging() {
         .try_init();
 }
 
-/// Loads the config: defaults, the file, then the environment. Flags are applied by the
-/// caller, which knows them.
+/// Loads the config: defaults, the file, then the environment. The caller applies its
+/// own flags on top.
 pub(crate) fn load_config(config_path: Option<PathBuf>) -> anyhow::Result<(Config, PathBuf)> {
     let path = match config_path {
         Some(path) => path,

@@ -79,7 +79,7 @@ pub fn build_request(config: &Config, url: reqwest::Url, body: String) -> reqwes
     request.body(body)
 }
 
-/// A SystemAlertPayload shaped like RealTheory's documented example, with a fresh id and
+/// Builds a SystemAlertPayload shaped like RealTheory's documented example, with a fresh id and
 /// the current time, so each test shows up as a new alert.
 pub fn example_payload(level: &str) -> String {
     let id = random_uuid();
