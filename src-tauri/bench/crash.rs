@@ -2,7 +2,7 @@
 //!
 //! Each round starts `alert-inbox serve` on one data directory, sends unique signed
 //! deliveries from several tasks, kills the process with SIGKILL at a random moment,
-//! restarts it (which recovers the WAL), and checks that every delivery answered with a
+//! restarts it (which recovers the WAL), and checks that every delivery that got a
 //! 2xx is stored and that `PRAGMA integrity_check` returns `ok`. SIGKILL ends the process
 //! but not the kernel, so this checks atomic commits and recovery, not power loss.
 
@@ -32,7 +32,7 @@ pub struct CrashArgs {
     /// Concurrent sender tasks
     #[arg(long, default_value_t = 4)]
     senders: usize,
-    /// Longest wait after the first acknowledged delivery before SIGKILL, in milliseconds
+    /// Maximum wait after the first acknowledged delivery before SIGKILL, in milliseconds
     #[arg(long, default_value_t = 1_000)]
     max_kill_delay_ms: u64,
     /// The `alert-inbox` binary [default: the one beside this benchmark]

@@ -98,7 +98,7 @@ impl Store {
 
     /// Opens the store as [`Store::open`] does, with SQLite's `max_page_count` set on every
     /// read-write connection. A write that would grow the database past `max_pages` pages
-    /// fails as a full disk does (`SQLITE_FULL`), so the receiver answers 503.
+    /// fails as a full disk does (`SQLITE_FULL`), so the receiver responds 503.
     pub fn open_with_max_pages(
         data_dir: &Path,
         max_pages: Option<u64>,

@@ -424,7 +424,7 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
             .conditions
             .retain(|condition| condition.field != *field);
         if others == AlertFilter::default() {
-            // Without its own condition the filter is empty: the counters have the answer.
+            // Without its own condition the filter is empty, so the counters give the counts.
             from_counters.push(*field);
             continue;
         }
@@ -705,7 +705,7 @@ mod tests {
         assert!(list(&connection, &filter, None, 10).unwrap().is_empty());
     }
 
-    /// A store with `count` alerts whose titles alternate between two words.
+    /// Creates a store with `count` alerts whose titles alternate between two words.
     fn store_with_alerts(count: i64) -> Connection {
         let mut connection = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut connection).unwrap();

@@ -11,7 +11,7 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_alert-inbox");
 
-/// A command with a clean environment except the receiver's credentials.
+/// Builds a command with a clean environment except the receiver's credentials.
 fn command(config_dir: &Path) -> Command {
     let mut command = Command::new(BIN);
     command
@@ -35,22 +35,7 @@ impl Serve {
     fn start(dir: &Path) -> Self {
         let stderr_path = dir.join("serve.stderr");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut child = command(dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.join("data"))
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("Listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, url) = spawn_serve(dir, Stdio::from(stderr));
         Self {
             child,
             url,
@@ -130,7 +115,7 @@ fn send_test_reaches_serve_and_alerts_lists_it() {
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.contains("200 OK"), "{printed}");
 
-    // Reading works while `serve` holds the database.
+    // Reading works while `serve` has the database open.
     let alerts = alerts_json(dir.path(), &[]);
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["title"], "Test alert from alert-inbox send-test");

@@ -1,6 +1,6 @@
 //! A full disk and a read-only data directory, with `alert-inbox serve` as a user runs it.
 //!
-//! `max_database_pages` stands in for a full disk: SQLite fails a write past the limit
+//! `max_database_pages` simulates a full disk: SQLite fails a write past the limit
 //! with `SQLITE_FULL`, the error a full file system gives.
 
 use std::path::Path;
@@ -143,7 +143,7 @@ fn too_small_page_limit_rejected() {
     assert!(error.contains("at least 64"), "{error}");
 }
 
-/// Whether this process runs as root, which file permissions do not restrict.
+/// Returns whether this process runs as root, which file permissions do not restrict.
 fn running_as_root() -> bool {
     let output = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&output.stdout).trim() == "0"

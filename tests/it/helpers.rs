@@ -24,7 +24,7 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .unwrap_or_else(|error| panic!("failed to read {}: {error}", path.display()))
 }
 
-/// A config with a secret and Basic credentials, listening on a free loopback port.
+/// Returns a config with a secret and Basic credentials, listening on a free loopback port.
 pub fn config(data_dir: &Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -77,13 +77,13 @@ impl TestReceiver {
         self.request(body).send().await.expect("request completes")
     }
 
-    /// A signed, authenticated request that a test can still change.
+    /// Builds a signed, authenticated request that a test can still change.
     pub fn request(&self, body: &[u8]) -> reqwest::RequestBuilder {
         self.request_unsigned(body)
             .header(SIGNATURE_HEADER, sign(&Secret::new(SECRET), body))
     }
 
-    /// An authenticated request without a signature header, for tests that set their own.
+    /// Builds an authenticated request without a signature header, for tests that set their own.
     pub fn request_unsigned(&self, body: &[u8]) -> reqwest::RequestBuilder {
         self.client
             .post(&self.url)

@@ -414,7 +414,7 @@ fn raw_exchange(address: &str, request: &[u8], then_send: Option<&[u8]>) -> u16 
         .unwrap();
     stream.write_all(request).unwrap();
     if let Some(rest) = then_send {
-        // The receiver may already have answered and closed; that is the point.
+        // The receiver may already have responded and closed, which is the point.
         let _ = stream.write_all(rest);
     }
     let mut reply = Vec::new();
@@ -441,7 +441,7 @@ async fn declared_oversize_refused_before_body() {
         8 * 1024 * 1024,
         basic_header(USER, &Secret::new(PASSWORD))
     );
-    // No body is sent at all: the answer must come from the header alone.
+    // No body is sent at all, so the response must come from the header alone.
     let status = tokio::task::spawn_blocking(move || raw_exchange(&address, head.as_bytes(), None))
         .await
         .unwrap();
@@ -758,7 +758,7 @@ async fn idle_connection_closed_after_header_timeout() {
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
         let mut buffer = [0u8; 512];
-        // The server closes (or answers 408) instead of waiting for the rest forever.
+        // The server closes (or responds 408) instead of waiting for the rest forever.
         stream.read(&mut buffer).is_ok()
     })
     .await

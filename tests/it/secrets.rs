@@ -54,7 +54,7 @@ fn assert_no_secrets(output: &Output, what: &str) {
     }
 }
 
-/// A port on loopback that nothing listens on.
+/// Returns a port on loopback that nothing listens on.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()

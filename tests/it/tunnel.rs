@@ -1,5 +1,5 @@
 //! The tunnel up to the ngrok service, which these machines cannot reach: a closed
-//! loopback port stands in for the service, so the connection fails at once.
+//! loopback port replaces the service, so the connection fails at once.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use alert_inbox::tunnel::TunnelStatus;
 
 use crate::helpers::*;
 
-/// A port on loopback that nothing listens on.
+/// Returns a port on loopback that nothing listens on.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
