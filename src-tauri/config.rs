@@ -83,8 +83,9 @@ pub struct Config {
     pub delivery_retention_rows: u64,
     /// Largest accepted age of the payload's `timestamp`, in seconds; 0 turns the check off.
     pub max_payload_age_secs: u64,
-    /// Safety limit on the database size, in SQLite pages (4 KiB each by default); unset
-    /// means SQLite's own limit. Past it, deliveries get 503 as they would on a full disk.
+    /// Safety limit on the size of `alerts.db`, in SQLite pages (4 KiB each by default);
+    /// unset means SQLite's own limit. Past it, deliveries get 503 as they would on a full
+    /// disk.
     pub max_database_pages: Option<u64>,
     /// Data directory; the platform's app data directory when unset.
     pub data_dir: Option<PathBuf>,
@@ -400,7 +401,7 @@ const KEY_COMMENTS: &[(&str, &str)] = &[
     ),
     (
         "max_database_pages",
-        "Safety limit on the database size, in pages; past it deliveries get 503.",
+        "Safety limit on the size of alerts.db, in pages; past it deliveries get 503.",
     ),
     (
         "data_dir",

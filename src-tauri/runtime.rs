@@ -56,9 +56,7 @@ impl Runtime {
             max_age: Duration::from_secs(u64::from(config.delivery_retention_days) * 86_400),
             max_rows: config.delivery_retention_rows,
         };
-        let checkpointer = store.open_connection()?;
-        let (writer, writer_thread) =
-            WriterHandle::spawn(connection, Some(checkpointer), retention);
+        let (writer, writer_thread) = WriterHandle::spawn(&store, connection, retention)?;
 
         let listener =
             TcpListener::bind(config.listen)

@@ -148,9 +148,17 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         ))
     };
     load(store_addr, "warmup", &warmup)?;
+    wait_until_idle(&data_dir)?;
     let (mut report, succeeded) = load(store_addr, "store", &deliveries)?;
+    let backlog = Store::pending(&data_dir)?;
+    let applied_after = wait_until_idle(&data_dir)?;
     let missing = verify_stored(&data_dir, &deliveries, &succeeded)?;
     report.print();
+    println!(
+        "store    {backlog} deliveries not yet applied at the last answer; all applied and indexed {:.3} s later ({:.0} applied/s over the whole run)",
+        applied_after.as_secs_f64(),
+        succeeded.len() as f64 / (report.elapsed + applied_after).as_secs_f64(),
+    );
     println!(
         "store    {} deliveries answered 2xx, {} of them missing from the store",
         succeeded.len(),
@@ -339,6 +347,30 @@ async fn connection_loop(
     }
     succeeded.lock().unwrap().extend(ok);
     Ok(latencies)
+}
+
+/// Waits until the writer has applied and indexed every journaled delivery, so the next
+/// run starts on an idle machine; returns how long that took.
+fn wait_until_idle(data_dir: &std::path::Path) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let connection = rusqlite::Connection::open_with_flags(
+        data_dir.join(alert_inbox::store::DATABASE_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    loop {
+        let unindexed: i64 =
+            connection.query_row("SELECT count(*) FROM alerts_fts_pending", [], |row| {
+                row.get(0)
+            })?;
+        if unindexed == 0 && Store::pending(data_dir)? == 0 {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the writer did not finish applying within 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Counts deliveries that got a 2xx response but are not in the store.

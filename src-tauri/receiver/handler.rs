@@ -144,7 +144,7 @@ async fn store(
     let id = alert.id.clone();
     let writer = match &receiver.sink {
         Sink::Store(writer) => writer,
-        Sink::Discard => return stored_response(Outcome::Stored, &id),
+        Sink::Discard => return stored_response(Outcome::Accepted, &id),
     };
     let delivery = delivery(
         facts,
@@ -156,7 +156,7 @@ async fn store(
 
     match writer.submit(delivery).await {
         Ok(outcome) => {
-            tracing::info!(alert_id = %id, outcome = outcome.as_str(), remote_addr, "delivery stored");
+            tracing::info!(alert_id = %id, outcome = outcome.as_str(), remote_addr, "delivery journaled");
             stored_response(outcome, &id)
         }
         Err(error) => {

@@ -1,16 +1,21 @@
-//! The alert store: one SQLite file, `alerts.db`, in the data directory.
+//! The alert store: two SQLite files in the data directory, `alerts.db` with the alerts
+//! and the delivery log, and `journal.db` with deliveries not yet applied to it.
 //!
 //! # Durability
-//! The database runs in WAL mode with `synchronous = FULL`, so a committed transaction
-//! survives a crash or power loss. Every write goes through the single [`writer`] thread,
-//! which commits concurrent deliveries together (group commit): one disk flush serves a
-//! whole batch, and each delivery gets its response only after its batch committed.
+//! Both databases run in WAL mode with `synchronous = FULL`, so a committed transaction
+//! survives a crash or power loss. Every delivery is first appended to the [`journal`] by
+//! one thread, which commits concurrent deliveries together (group commit): one disk
+//! flush serves a whole batch, and each delivery gets its response only after its batch
+//! committed. The [`writer`] thread then applies the journal to `alerts.db` in large
+//! batches, off the response path.
 //!
 //! # Concurrency
 //! Readers open their own connections ([`Store::open_reader`]); WAL lets them read while
-//! the writer commits, so the CLI works while the app or `serve` is running.
+//! the writer commits, so the CLI works while the app or `serve` is running. A reader
+//! first waits until the deliveries acknowledged before it opened are applied.
 
 pub mod deliveries;
+pub mod journal;
 pub mod outages;
 pub mod query;
 pub mod schema;
@@ -32,6 +37,10 @@ pub const DATABASE_FILE: &str = "alerts.db";
 const READER_MMAP_BYTES: i64 = 4 * 1024 * 1024 * 1024;
 /// Page cache of a reader, in KiB when negative (SQLite's convention).
 const READER_CACHE_KIB: i64 = -16 * 1024;
+
+/// How long a new reader waits for the writer to apply acknowledged deliveries, counted
+/// from the writer's last progress.
+const READER_PATIENCE: Duration = Duration::from_secs(2);
 
 /// How long a connection waits for a lock held by another before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -155,7 +164,24 @@ impl Store {
                 supported,
             });
         }
+        let pending = journal::wait_until_applied(data_dir, &connection, READER_PATIENCE)?;
+        if pending > 0 {
+            tracing::warn!(
+                pending,
+                "acknowledged deliveries are not in the inbox yet; they are applied while \
+                 `alert-inbox serve` or the app runs"
+            );
+        }
         Ok(connection)
+    }
+
+    /// Counts the deliveries that were acknowledged but are not yet applied to the alerts,
+    /// without waiting for them as [`Store::open_reader`] does.
+    pub fn pending(data_dir: &Path) -> Result<i64, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        let reader = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open { path, source })?;
+        journal::pending(data_dir, &reader)
     }
 
     /// Opens another read-write connection, for triage updates from the app.
@@ -170,6 +196,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory that holds the database files.
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 }
 

@@ -1,13 +1,25 @@
-//! The one thread that writes deliveries, with group commit.
+//! The threads that write deliveries: the journal thread, which responds, and the writer
+//! thread, which applies.
 //!
-//! Handlers send a [`Delivery`] over a bounded channel and wait for its [`Outcome`]. The
-//! thread takes everything queued (up to [`MAX_BATCH`]), writes it in one transaction,
-//! commits, and only then replies to each waiting handler and broadcasts an [`AlertEvent`]
-//! per stored alert. When the commit fails, every delivery of the batch gets the error and
-//! nothing of the batch is kept. The bounded channel makes handlers wait when the disk
-//! falls behind, so memory stays flat during a storm.
+//! Handlers send a [`Delivery`] over a bounded channel and wait for the result. The
+//! journal thread takes everything queued (up to [`MAX_BATCH`]), appends it to the
+//! journal (see [`super::journal`]) in one transaction, commits, and only then replies
+//! to each waiting handler with [`Outcome::Accepted`]. When the commit fails, every delivery
+//! of the batch gets the error and nothing of the batch is kept.
+//!
+//! The writer thread reads the journal in batches of up to [`APPLY_BATCH`], applies each
+//! batch to `alerts.db` in one transaction (new alerts, newer versions, the delivery log)
+//! and broadcasts an [`AlertEvent`] per stored alert after the commit. It also fills the
+//! full-text index and prunes the delivery log.
+//!
+//! Nothing queues without bound: the channel makes handlers wait when the journal's disk
+//! falls behind, and the journal thread waits when more than [`MAX_BACKLOG`] deliveries
+//! are not yet applied. While the writer cannot apply (a full disk), the journal rejects
+//! new deliveries, so senders get 503 and retry.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,11 +27,21 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::StoreError;
+use super::{journal, Store, StoreError};
 use crate::model::{AlertRecord, Level};
 
-/// Most deliveries committed in one transaction.
+/// Most deliveries appended to the journal in one transaction.
 pub const MAX_BATCH: usize = 1024;
+/// Most journaled deliveries applied to `alerts.db` in one transaction. A batch holds the
+/// database's write lock for tens of milliseconds, which a triage update may wait for.
+pub const APPLY_BATCH: usize = 1024;
+/// Journaled deliveries not yet applied before the journal thread waits for the writer.
+const MAX_BACKLOG: i64 = 100_000;
+/// Nice value of the writer thread (0 is the default, 19 the lowest priority).
+#[cfg(target_os = "linux")]
+const WRITER_NICE: i32 = 10;
+/// Applied rows the journal collects before they are deleted in one go.
+const REMOVE_EVERY: i64 = 1024;
 /// Deliveries that may wait for the writer before handlers block.
 const QUEUE_CAPACITY: usize = 4096;
 /// How often old delivery-log rows are removed.
@@ -29,6 +51,8 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 const FTS_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the checkpoint thread copies committed pages into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(2000);
+/// How often the writer retries a batch it failed to apply, such as on a full disk.
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// Most alerts indexed in one transaction, so indexing never holds up deliveries for long.
 const FTS_BATCH: i64 = 5_000;
 
@@ -52,6 +76,12 @@ pub enum Outcome {
     Stale,
     /// The body did not arrive in time.
     Timeout,
+    /// Journaled and acknowledged; the writer decides one of the outcomes above when it
+    /// applies the delivery, and the delivery log records that one.
+    Accepted,
+    /// Acknowledged, but applying it to the store failed although the disk takes writes;
+    /// the delivery log keeps its body and the error.
+    Failed,
 }
 
 impl Outcome {
@@ -68,7 +98,30 @@ impl Outcome {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Stale => "stale",
             Self::Timeout => "timeout",
+            Self::Accepted => "accepted",
+            Self::Failed => "failed",
         }
+    }
+
+    /// Returns the outcome named `name`, as [`Outcome::as_str`] spells it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Stored,
+            Self::Duplicate,
+            Self::Outdated,
+            Self::Unauthorized,
+            Self::BadSignature,
+            Self::Malformed,
+            Self::TooLarge,
+            Self::Unsupported,
+            Self::MethodNotAllowed,
+            Self::Stale,
+            Self::Timeout,
+            Self::Accepted,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|outcome| outcome.as_str() == name)
     }
 }
 
@@ -86,6 +139,13 @@ impl Via {
             Self::Loopback => "loopback",
             Self::Tunnel => "tunnel",
         }
+    }
+
+    /// Returns the listener named `name`, as [`Via::as_str`] spells it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Loopback, Self::Tunnel]
+            .into_iter()
+            .find(|via| via.as_str() == name)
     }
 }
 
@@ -151,7 +211,37 @@ struct Job {
     reply: oneshot::Sender<Result<Outcome, Arc<StoreError>>>,
 }
 
-/// Sends deliveries to the writer thread. Cheap to clone.
+/// State the journal thread and the writer thread share.
+struct Shared {
+    /// The last journal seq applied to `alerts.db`.
+    applied: AtomicI64,
+    /// The last journal seq whose application is on disk. The writer commits with
+    /// `synchronous = NORMAL`; a checkpoint makes its commits durable, and only rows up
+    /// to this seq are deleted from the journal.
+    durable: AtomicI64,
+    /// The error that stops the writer from applying deliveries, while it lasts. The
+    /// journal rejects new deliveries meanwhile, so senders retry instead of filling a backlog that the full
+    /// or read-only store cannot take.
+    failure: Mutex<Option<Arc<StoreError>>>,
+}
+
+impl Shared {
+    fn failure(&self) -> Option<Arc<StoreError>> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set_failure(&self, failure: Option<Arc<StoreError>>) {
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
+    }
+}
+
+/// Sends deliveries to the journal. Cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
     sender: mpsc::Sender<Job>,
@@ -166,44 +256,85 @@ pub struct Retention {
 }
 
 impl WriterHandle {
-    /// Starts the writer thread on `connection`. The thread ends when every handle is gone.
+    /// Starts the journal thread, the writer thread on `connection`, and a checkpoint
+    /// thread. The threads end when every handle is gone and the journal is applied; the
+    /// returned handle joins them.
     ///
-    /// With a `checkpointer` connection, WAL checkpoints run on a thread of their own
-    /// instead of inside the commit that crosses SQLite's threshold, so copying pages into
-    /// the database file does not hold up deliveries.
+    /// Checkpoints of `alerts.db` run on a thread of their own instead of inside the
+    /// commit that crosses SQLite's threshold, so copying pages into the database file
+    /// does not hold up the writer.
     pub fn spawn(
+        store: &Store,
         connection: Connection,
-        checkpointer: Option<Connection>,
         retention: Retention,
-    ) -> (Self, thread::JoinHandle<()>) {
+    ) -> Result<(Self, thread::JoinHandle<()>), StoreError> {
+        let journal_writer = journal::open(store.data_dir())?;
+        let journal_reader = journal::open(store.data_dir())?;
+        let checkpointer = store.open_connection()?;
+        let journal_checkpointer = journal::open(store.data_dir())?;
+        journal_writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The journal keeps every delivery until a checkpoint has made its application
+        // durable, so the writer's commits need no flush of their own.
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let shared = Arc::new(Shared {
+            applied: AtomicI64::new(journal::applied(&connection)?),
+            // Nothing is known to be on disk until the first checkpoint.
+            durable: AtomicI64::new(0),
+            failure: Mutex::new(None),
+        });
+
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let (events, _) = broadcast::channel(1024);
         let thread_events = events.clone();
+        let (doorbell, rung) = std::sync::mpsc::sync_channel(1);
 
-        let stop_checkpoints = checkpointer.map(|checkpointer| {
-            if let Err(error) = connection.pragma_update(None, "wal_autocheckpoint", 0) {
-                tracing::warn!(%error, "failed to turn off automatic checkpoints");
-            }
-            let (stop, stopped) = std::sync::mpsc::channel::<()>();
-            thread::Builder::new()
-                .name("store-checkpoint".to_owned())
-                .spawn(move || checkpoint_until_stopped(&checkpointer, &stopped))
-                .expect("failed to spawn the checkpoint thread");
-            stop
-        });
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpoint_shared = Arc::clone(&shared);
+        let checkpoint_thread = thread::Builder::new()
+            .name("store-checkpoint".to_owned())
+            .spawn(move || {
+                checkpoint_until_stopped(
+                    &checkpointer,
+                    &journal_checkpointer,
+                    &stopped,
+                    &checkpoint_shared,
+                );
+            })
+            .expect("failed to spawn the checkpoint thread");
+
+        let journal_shared = Arc::clone(&shared);
+        let journal_thread = thread::Builder::new()
+            .name("store-journal".to_owned())
+            .spawn(move || run_journal(journal_writer, receiver, doorbell, &journal_shared))
+            .expect("failed to spawn the store journal thread");
 
         let join = thread::Builder::new()
             .name("store-writer".to_owned())
             .spawn(move || {
-                run(connection, receiver, thread_events, retention);
-                // Dropping the sender ends the checkpoint thread after a last checkpoint.
+                lower_priority();
+                let writer = Writer {
+                    connection,
+                    journal: journal_reader,
+                    events: thread_events,
+                    shared,
+                };
+                let (journal, shared) = writer.run(rung, retention);
+                // Dropping the sender ends the checkpoint thread after a last checkpoint,
+                // which makes everything applied durable.
                 drop(stop_checkpoints);
+                let _ = checkpoint_thread.join();
+                let durable = shared.durable.load(Ordering::Acquire);
+                if let Err(error) = journal::remove_through(&journal, durable) {
+                    tracing::warn!(%error, "failed to remove applied deliveries from the journal");
+                }
+                let _ = journal_thread.join();
             })
             .expect("failed to spawn the store writer thread");
-        (Self { sender, events }, join)
+        Ok((Self { sender, events }, join))
     }
 
-    /// Writes `delivery` and returns its outcome once it is committed.
+    /// Journals `delivery` and returns [`Outcome::Accepted`] once it is committed to disk.
     pub async fn submit(&self, delivery: Delivery) -> Result<Outcome, Arc<StoreError>> {
         let (reply, answer) = oneshot::channel();
         self.sender
@@ -221,93 +352,325 @@ impl WriterHandle {
     }
 }
 
-fn run(
-    mut connection: Connection,
-    mut receiver: mpsc::Receiver<Job>,
-    events: broadcast::Sender<AlertEvent>,
-    retention: Retention,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut last_prune = Instant::now() - PRUNE_INTERVAL;
-    let mut last_index = Instant::now();
-    // Alerts from before a restart may still wait for the full-text index.
-    let mut index_due = true;
-    let mut failing = false;
-    let mut index_failing = false;
-    // Only for waiting on the channel with a timeout; the thread does no other async work.
-    let waiter = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("failed to build the store writer's timer");
-
-    loop {
-        let job = if index_due {
-            let wait = FTS_INTERVAL.saturating_sub(last_index.elapsed());
-            match waiter.block_on(async { tokio::time::timeout(wait, receiver.recv()).await }) {
-                Ok(Some(job)) => Some(job),
-                Ok(None) => break,
-                Err(_) => None,
-            }
-        } else {
-            match receiver.blocking_recv() {
-                Some(job) => Some(job),
-                None => break,
-            }
-        };
-
-        if let Some(job) = job {
-            batch.push(job);
-            drain(&mut receiver, &mut batch);
-            finish_batch(&mut connection, &mut batch, &events, &mut failing);
-            index_due = true;
-        }
-
-        if index_due && last_index.elapsed() >= FTS_INTERVAL {
-            index_due = match try_index_pending(&mut connection) {
-                Ok(more) => {
-                    index_failing = false;
-                    more
-                }
-                Err(error) => {
-                    // Logged once per failing period, so a full disk does not flood the log.
-                    if !index_failing {
-                        tracing::warn!(%error, "failed to update the full-text index; retrying later");
-                        index_failing = true;
-                    }
-                    false
-                }
-            };
-            last_index = Instant::now();
-        }
-        if last_prune.elapsed() >= PRUNE_INTERVAL {
-            last_prune = Instant::now();
-            match super::deliveries::prune(&connection, retention) {
-                Ok(0) => {}
-                Ok(removed) => tracing::debug!(removed, "pruned delivery log"),
-                Err(error) => tracing::warn!(%error, "failed to prune delivery log"),
-            }
-        }
+/// Gives the calling thread a lower CPU priority than the receiver's threads.
+///
+/// During a storm the receiver's threads and the writer compete for the same cores. The
+/// receiver responds once a delivery is journaled, so it goes first; the writer applies the
+/// backlog with whatever CPU is left, and at once when the machine is idle.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), WRITER_NICE)
+    {
+        tracing::debug!(%error, "failed to lower the store writer's priority");
     }
-    // Index what is still queued, so a search right after shutdown finds every alert, and
-    // apply the retention once more, so a short run also leaves a bounded log.
-    index_all_pending(&mut connection);
-    if let Err(error) = super::deliveries::prune(&connection, retention) {
-        tracing::warn!(%error, "failed to prune delivery log");
-    }
-    tracing::debug!("store writer stopped");
 }
 
-/// Runs a passive checkpoint every [`CHECKPOINT_INTERVAL`] until `stopped` disconnects,
-/// then a final one that also truncates the WAL file.
-fn checkpoint_until_stopped(connection: &Connection, stopped: &std::sync::mpsc::Receiver<()>) {
-    use std::sync::mpsc::RecvTimeoutError;
+/// Appends queued deliveries to the journal, a batch per commit, and replies to each one.
+fn run_journal(
+    connection: Connection,
+    mut receiver: mpsc::Receiver<Job>,
+    doorbell: SyncSender<()>,
+    shared: &Shared,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut removed_through = 0;
+    let mut failing = false;
+    while let Some(job) = receiver.blocking_recv() {
+        batch.push(job);
+        drain(&mut receiver, &mut batch);
+        if let Some(error) = shared.failure() {
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(Arc::clone(&error)));
+            }
+            continue;
+        }
+        match append_batch(&connection, &batch, shared, &mut removed_through) {
+            Ok(head) => {
+                if failing {
+                    tracing::info!("journal writes succeed again");
+                    failing = false;
+                }
+                let _ = doorbell.try_send(());
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Ok(Outcome::Accepted));
+                }
+                wait_for_backlog(shared, head);
+            }
+            Err(error) => {
+                // Logged once per failing period, so a full disk does not flood the log.
+                if !failing {
+                    tracing::error!(%error, deliveries = batch.len(), "failed to commit deliveries; responding 503 until writes succeed");
+                    failing = true;
+                }
+                let error = Arc::new(error);
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(Arc::clone(&error)));
+                }
+            }
+        }
+    }
+    drop(connection);
+    // The writer applies what is left and stops once the doorbell is gone.
+    drop(doorbell);
+}
+
+/// Appends `batch` in one transaction, removing applied rows on the way; returns the
+/// journal's head.
+fn append_batch(
+    connection: &Connection,
+    batch: &[Job],
+    shared: &Shared,
+    removed_through: &mut i64,
+) -> Result<i64, StoreError> {
+    let transaction = connection.unchecked_transaction()?;
+    for job in batch {
+        journal::append(&transaction, &job.delivery)?;
+    }
+    let head = transaction.last_insert_rowid();
+    let durable = shared.durable.load(Ordering::Acquire);
+    let remove = durable - *removed_through >= REMOVE_EVERY;
+    if remove {
+        journal::remove_through(&transaction, durable)?;
+    }
+    transaction.commit()?;
+    if remove {
+        *removed_through = durable;
+    }
+    Ok(head)
+}
+
+/// Holds the journal thread while more than [`MAX_BACKLOG`] deliveries wait to be applied,
+/// so a storm the writer cannot keep up with slows the responses instead of growing the
+/// journal without bound.
+fn wait_for_backlog(shared: &Shared, head: i64) {
+    while head - shared.applied.load(Ordering::Acquire) > MAX_BACKLOG && shared.failure().is_none()
+    {
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Applies journaled deliveries to `alerts.db` and keeps its full-text index and
+/// delivery log in shape.
+struct Writer {
+    connection: Connection,
+    journal: Connection,
+    events: broadcast::Sender<AlertEvent>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Applies until the journal thread stops and its last deliveries are applied; returns
+    /// the journal connection for the final clean-up.
+    fn run(mut self, rung: Receiver<()>, retention: Retention) -> (Connection, Arc<Shared>) {
+        let mut last_prune = Instant::now() - PRUNE_INTERVAL;
+        let mut last_index = Instant::now();
+        // Alerts from before a restart may still wait for the full-text index.
+        let mut index_due = true;
+        let mut failing = false;
+        let mut index_failing = false;
+        let mut stopping = false;
+
+        while !stopping {
+            let wait = if failing {
+                RETRY_INTERVAL
+            } else if index_due {
+                FTS_INTERVAL.saturating_sub(last_index.elapsed())
+            } else {
+                PRUNE_INTERVAL
+            };
+            match rung.recv_timeout(wait) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stopping = true,
+            }
+
+            loop {
+                match self.apply_batch() {
+                    Ok(applied) => {
+                        if failing {
+                            tracing::info!("store writes succeed again");
+                            self.shared.set_failure(None);
+                            failing = false;
+                        }
+                        if applied == 0 {
+                            break;
+                        }
+                        index_due = true;
+                        if applied < APPLY_BATCH {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        // Logged once per failing period, so a full disk does not flood the log.
+                        if !failing {
+                            tracing::error!(%error, "failed to commit deliveries; responding 503 until writes succeed");
+                            failing = true;
+                        }
+                        self.shared.set_failure(Some(Arc::new(error)));
+                        break;
+                    }
+                }
+                // A long backlog does not hold up search for longer than a batch.
+                if last_index.elapsed() >= FTS_INTERVAL * 10 {
+                    break;
+                }
+            }
+
+            if index_due && last_index.elapsed() >= FTS_INTERVAL {
+                index_due = match try_index_pending(&mut self.connection) {
+                    Ok(more) => {
+                        index_failing = false;
+                        more
+                    }
+                    Err(error) => {
+                        // Logged once per failing period, so a full disk does not flood the log.
+                        if !index_failing {
+                            tracing::warn!(%error, "failed to update the full-text index; retrying later");
+                            index_failing = true;
+                        }
+                        false
+                    }
+                };
+                last_index = Instant::now();
+            }
+            if last_prune.elapsed() >= PRUNE_INTERVAL {
+                last_prune = Instant::now();
+                match super::deliveries::prune(&self.connection, retention) {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::debug!(removed, "pruned delivery log"),
+                    Err(error) => tracing::warn!(%error, "failed to prune delivery log"),
+                }
+            }
+        }
+        // The journal thread has stopped: apply the rest, index what is still queued, so
+        // a search right after shutdown finds every alert, and apply the retention once
+        // more, so a short run also leaves a bounded log.
+        while matches!(self.apply_batch(), Ok(APPLY_BATCH)) {}
+        index_all_pending(&mut self.connection);
+        if let Err(error) = super::deliveries::prune(&self.connection, retention) {
+            tracing::warn!(%error, "failed to prune delivery log");
+        }
+        tracing::debug!("store writer stopped");
+        (self.journal, self.shared)
+    }
+
+    /// Applies up to [`APPLY_BATCH`] journaled deliveries in one transaction, then
+    /// publishes their events; returns how many it read from the journal.
+    fn apply_batch(&mut self) -> Result<usize, StoreError> {
+        let from = self.shared.applied.load(Ordering::Acquire);
+        let rows = journal::read_after(&self.journal, from, APPLY_BATCH)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        match self.apply_rows(&rows) {
+            Ok(()) => Ok(rows.len()),
+            Err(error) if error.is_storage_unavailable() => Err(error),
+            Err(error) => {
+                // The disk takes writes, so some delivery of the batch cannot be applied.
+                // Applying one at a time finds it, and the others are not held up by it.
+                tracing::warn!(%error, "failed to apply a batch; applying its deliveries one at a time");
+                for row in &rows {
+                    match self.apply_rows(std::slice::from_ref(row)) {
+                        Ok(()) => {}
+                        Err(error) if error.is_storage_unavailable() => return Err(error),
+                        Err(error) => self.record_failure(row, &error)?,
+                    }
+                }
+                Ok(rows.len())
+            }
+        }
+    }
+
+    /// Applies `rows` in one transaction, then publishes their events.
+    fn apply_rows(&mut self, rows: &[(i64, Delivery)]) -> Result<(), StoreError> {
+        let Some(&(last, _)) = rows.last() else {
+            return Ok(());
+        };
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another writer on the same data directory may have applied some already.
+        let done = journal::applied(&transaction)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for (_, delivery) in rows.iter().filter(|(seq, _)| *seq > done) {
+            let (_, event) = apply(&transaction, delivery)?;
+            events.extend(event);
+        }
+        let applied = last.max(done);
+        journal::set_applied(&transaction, applied)?;
+        transaction.commit()?;
+        self.shared.applied.store(applied, Ordering::Release);
+        for event in events {
+            // No subscriber is fine: the headless receiver has none.
+            let _ = self.events.send(event);
+        }
+        Ok(())
+    }
+
+    /// Records a delivery that cannot be applied in the delivery log, with its body and the
+    /// error, and moves past it.
+    fn record_failure(
+        &mut self,
+        (seq, delivery): &(i64, Delivery),
+        error: &StoreError,
+    ) -> Result<(), StoreError> {
+        tracing::error!(%error, seq, "failed to apply a delivery; its body is kept in the delivery log");
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done = journal::applied(&transaction)?;
+        if *seq > done {
+            let alert_id = match &delivery.verdict {
+                Verdict::Alert(alert) => Some(alert.id.as_str()),
+                Verdict::Rejected { .. } => None,
+            };
+            let reason = format!("accepted, but storing it failed: {error}");
+            super::deliveries::insert(
+                &transaction,
+                delivery,
+                Outcome::Failed,
+                200,
+                &reason,
+                alert_id,
+                true,
+            )?;
+            journal::set_applied(&transaction, *seq)?;
+        }
+        transaction.commit()?;
+        self.shared.applied.fetch_max(*seq, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+/// Checkpoints `alerts.db` and the journal every [`CHECKPOINT_INTERVAL`] until `stopped`
+/// disconnects, then a last time, also truncating the WAL files. After a checkpoint that
+/// copied the whole WAL of `alerts.db`, every commit before it is on disk, and with it the
+/// applied seq it recorded.
+fn checkpoint_until_stopped(
+    connection: &Connection,
+    journal: &Connection,
+    stopped: &Receiver<()>,
+    shared: &Shared,
+) {
     loop {
         let mode = match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
             Err(RecvTimeoutError::Timeout) | Ok(()) => "PASSIVE",
             Err(RecvTimeoutError::Disconnected) => "TRUNCATE",
         };
-        let result =
-            connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
+        let pragma = format!("PRAGMA wal_checkpoint({mode})");
+        if let Err(error) = journal.query_row(&pragma, [], |_| Ok(())) {
+            tracing::warn!(%error, mode, "journal checkpoint failed");
+        }
+        let result = journal::applied(connection).and_then(|applied| {
+            let (busy, frames, copied): (i64, i64, i64) =
+                connection.query_row(&pragma, [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+            if busy == 0 && copied == frames {
+                shared.durable.fetch_max(applied, Ordering::AcqRel);
+            }
+            Ok(())
+        });
         if let Err(error) = result {
             tracing::warn!(%error, mode, "WAL checkpoint failed");
         }
@@ -323,41 +686,6 @@ fn drain(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
         match receiver.try_recv() {
             Ok(job) => batch.push(job),
             Err(_) => break,
-        }
-    }
-}
-
-/// Commits `batch`, then replies to each job and publishes its event.
-fn finish_batch(
-    connection: &mut Connection,
-    batch: &mut Vec<Job>,
-    events: &broadcast::Sender<AlertEvent>,
-    failing: &mut bool,
-) {
-    match write_batch(connection, batch) {
-        Ok(results) => {
-            if *failing {
-                tracing::info!("store writes succeed again");
-                *failing = false;
-            }
-            for (job, (outcome, event)) in batch.drain(..).zip(results) {
-                if let Some(event) = event {
-                    // No subscriber is fine: the headless receiver has none.
-                    let _ = events.send(event);
-                }
-                let _ = job.reply.send(Ok(outcome));
-            }
-        }
-        Err(error) => {
-            // Logged once per failing period, so a full disk does not flood the log.
-            if !*failing {
-                tracing::error!(%error, deliveries = batch.len(), "failed to commit deliveries; responding 503 until writes succeed");
-                *failing = true;
-            }
-            let error = Arc::new(error);
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(Arc::clone(&error)));
-            }
         }
     }
 }
@@ -421,34 +749,19 @@ fn try_index_pending(connection: &mut Connection) -> Result<bool, StoreError> {
 
 type JobResult = (Outcome, Option<AlertEvent>);
 
-fn write_batch(connection: &mut Connection, batch: &[Job]) -> Result<Vec<JobResult>, StoreError> {
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        let delivery = &job.delivery;
-        let result = match &delivery.verdict {
-            Verdict::Alert(alert) => store_alert(&transaction, delivery, alert)?,
-            Verdict::Rejected {
-                outcome,
-                status,
-                reason,
-            } => {
-                super::deliveries::insert(
-                    &transaction,
-                    delivery,
-                    *outcome,
-                    *status,
-                    reason,
-                    None,
-                    true,
-                )?;
-                (*outcome, None)
-            }
-        };
-        results.push(result);
+/// Applies one journaled delivery: a log row, and for an alert the new or newer version.
+fn apply(connection: &Connection, delivery: &Delivery) -> Result<JobResult, StoreError> {
+    match &delivery.verdict {
+        Verdict::Alert(alert) => store_alert(connection, delivery, alert),
+        Verdict::Rejected {
+            outcome,
+            status,
+            reason,
+        } => {
+            super::deliveries::insert(connection, delivery, *outcome, *status, reason, None, true)?;
+            Ok((*outcome, None))
+        }
     }
-    transaction.commit()?;
-    Ok(results)
 }
 
 /// Logs the delivery and inserts a new alert or applies a newer version; returns the

@@ -117,6 +117,18 @@ impl TestReceiver {
         alert_inbox::store::deliveries::list(&self.reader(), None, 10_000).unwrap()
     }
 
+    /// The outcomes of the delivery log, oldest first.
+    pub fn outcomes(&self) -> Vec<String> {
+        let mut rows = self.deliveries();
+        rows.reverse();
+        rows.into_iter().map(|row| row.outcome).collect()
+    }
+
+    /// Waits until the writer has applied every acknowledged delivery, as a new reader does.
+    pub fn wait_until_applied(&self) {
+        drop(self.reader());
+    }
+
     pub async fn stop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown().await;

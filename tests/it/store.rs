@@ -95,6 +95,7 @@ async fn triage_of_unknown_alert_changes_nothing() {
     receiver
         .post_signed(&fixture("documented-example.json"))
         .await;
+    receiver.wait_until_applied();
     let store = receiver.runtime.as_ref().unwrap().store().clone();
     let mut connection = Store::open_connection(&store).unwrap();
 

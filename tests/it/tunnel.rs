@@ -155,13 +155,14 @@ async fn through_tunnel(receiver: &TestReceiver, request: String) -> String {
     let store = receiver.runtime.as_ref().unwrap().store().clone();
     let connection = store.open_connection().unwrap();
     let (writer, _thread) = alert_inbox::store::WriterHandle::spawn(
+        &store,
         connection,
-        None,
         alert_inbox::store::writer::Retention {
             max_age: Duration::from_secs(86_400),
             max_rows: 1000,
         },
-    );
+    )
+    .unwrap();
     let config = config(&receiver.data_dir);
     let app = router(Arc::new(Receiver::new(&config, Sink::Store(writer))));
     let server = ConnectionServer::new(
