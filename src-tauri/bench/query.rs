@@ -85,7 +85,12 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| temp.path().to_owned());
+    let opened = Instant::now();
     let (store, mut connection) = Store::open(&data_dir)?;
+    println!(
+        "opened the store, with any migrations, in {:.1} s",
+        opened.elapsed().as_secs_f64()
+    );
 
     let existing: i64 =
         connection.query_row("SELECT count(*) FROM alerts", [], |row| row.get(0))?;
@@ -99,6 +104,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
         connection.execute_batch("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);")?;
+    } else if indexes_without_statistics(&connection)? > 0 {
+        // A migration that replaced indexes of a filled store left them without statistics.
+        let started = Instant::now();
+        connection.execute_batch("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        println!(
+            "analyzed the migrated store in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     let total: i64 = connection.query_row("SELECT count(*) FROM alerts", [], |row| row.get(0))?;
     let size = std::fs::metadata(store.path())?.len();
@@ -274,7 +287,17 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
         "facet counts (all fields)", "min", "median", "max", "values"
     );
-    for (name, filter) in cases.iter().take(4).chain(cases.iter().skip(13).take(1)) {
+    let facet_cases = [
+        "no filter",
+        "level=High",
+        "level=Critical",
+        "cluster=cluster-07",
+        "namespace=ns-42",
+        "state=Postponed",
+        "level=Critical cluster=cluster-07",
+        "level=Critical cluster=cluster-07 ns=ns-42 is:unread",
+    ];
+    for (name, filter) in cases.iter().filter(|(name, _)| facet_cases.contains(name)) {
         let (times, values) = time(args.runs, || {
             query::facets(&reader, filter).map(|facets| facets.iter().map(|f| f.values.len()).sum())
         })?;
@@ -310,6 +333,25 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     })?;
     report("mark read, 100 alerts (bulk)", &times, rows);
     Ok(())
+}
+
+/// Counts indexes of `alerts` that `ANALYZE` has not measured, or 0 if it never ran.
+fn indexes_without_statistics(connection: &rusqlite::Connection) -> anyhow::Result<i64> {
+    let analyzed: bool = connection.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'sqlite_stat1'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !analyzed {
+        return Ok(0);
+    }
+    Ok(connection.query_row(
+        "SELECT count(*) FROM sqlite_master AS m
+         WHERE m.type = 'index' AND m.tbl_name = 'alerts'
+             AND NOT EXISTS (SELECT 1 FROM sqlite_stat1 AS s WHERE s.idx = m.name)",
+        [],
+        |row| row.get(0),
+    )?)
 }
 
 fn time<T>(

@@ -51,6 +51,26 @@ impl Field {
             Self::Status => "status",
         }
     }
+
+    /// Returns the field's name in `facet_counts`, or `None` if it has no counters.
+    fn counter_name(self) -> Option<&'static str> {
+        match self {
+            Self::Level => Some("level"),
+            Self::Category => Some("category"),
+            Self::Cluster => Some("cluster"),
+            Self::Namespace => Some("namespace"),
+            Self::State => Some("state"),
+            Self::ObjectType => Some("objectType"),
+            Self::Status => Some("status"),
+            Self::ObjectName | Self::Key => None,
+        }
+    }
+
+    /// Returns whether the field's index carries every column that filters and facet
+    /// counts read (migration 2), so rows found through it are checked on index entries.
+    fn has_covering_index(self) -> bool {
+        matches!(self, Self::Level | Self::Cluster)
+    }
 }
 
 /// The user's triage states that [`Field::Status`] matches.
@@ -199,35 +219,55 @@ struct Clause {
 }
 
 impl Clause {
-    fn build(filter: &AlertFilter, skip: Option<Field>, text: TextPlan) -> Self {
+    /// Builds the clause for `filter` without the conditions on `skip`. `ordered` is true
+    /// when the query reads its rows newest first and stops at a page, as a list does.
+    fn build(
+        connection: &Connection,
+        filter: &AlertFilter,
+        skip: Option<Field>,
+        text: &TextPlan,
+        ordered: bool,
+    ) -> Result<Self, StoreError> {
         let mut clause = Clause {
             sql: Vec::new(),
             params: Vec::new(),
         };
-        for condition in &filter.conditions {
-            if Some(condition.field) == skip || condition.values.is_empty() {
-                continue;
-            }
-            clause.push_condition(condition);
+        let conditions: Vec<&Condition> = filter
+            .conditions
+            .iter()
+            .filter(|condition| Some(condition.field) != skip && !condition.values.is_empty())
+            .collect();
+        let driver = driving_condition(connection, &conditions, ordered)?;
+        for (index, condition) in conditions.iter().enumerate() {
+            clause.push_condition(condition, driver.is_none_or(|driver| driver == index));
         }
         if let Some(level) = filter.min_level {
             clause.sql.push("level_rank >= ?".to_owned());
             clause.params.push(Value::Integer(level as i64 + 1));
         }
         if let Some(query) = fts_query(&filter.text) {
-            clause.sql.push(
-                match text {
-                    TextPlan::FewMatches => {
-                        "seq IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)"
-                    }
-                    // `+seq` keeps SQLite from driving the query by the matches' rowids.
-                    TextPlan::ManyMatches => {
-                        "+seq IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)"
-                    }
+            match text {
+                TextPlan::FewMatches => {
+                    clause.sql.push(
+                        "seq IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)".to_owned(),
+                    );
+                    clause.params.push(Value::Text(query));
                 }
-                .to_owned(),
-            );
-            clause.params.push(Value::Text(query));
+                TextPlan::Listed(rowids) => {
+                    clause
+                        .sql
+                        .push("seq IN (SELECT value FROM json_each(?))".to_owned());
+                    clause.params.push(Value::Text(rowids.clone()));
+                }
+                // `+seq` keeps SQLite from driving the query by the matches' rowids.
+                TextPlan::ManyMatches => {
+                    clause.sql.push(
+                        "+seq IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)"
+                            .to_owned(),
+                    );
+                    clause.params.push(Value::Text(query));
+                }
+            }
         }
         if let Some(since) = filter.since_ms {
             clause.sql.push("last_received_ms >= ?".to_owned());
@@ -237,10 +277,13 @@ impl Clause {
             clause.sql.push("last_received_ms < ?".to_owned());
             clause.params.push(Value::Integer(until));
         }
-        clause
+        Ok(clause)
     }
 
-    fn push_condition(&mut self, condition: &Condition) {
+    /// Adds `condition`. Unless `indexed`, its column is written as `+column`, which keeps
+    /// SQLite from using an index for it.
+    fn push_condition(&mut self, condition: &Condition, indexed: bool) {
+        let plus = if indexed { "" } else { "+" };
         let mut alternatives = Vec::new();
         if condition.field == Field::Status {
             for value in &condition.values {
@@ -252,7 +295,7 @@ impl Clause {
                 if status == TriageStatus::Snoozed {
                     self.params.push(Value::Integer(now_ms()));
                 }
-                alternatives.push(status.predicate().to_owned());
+                alternatives.push(format!("{plus}{}", status.predicate()));
             }
         } else {
             let column = condition.field.column();
@@ -261,7 +304,7 @@ impl Clause {
                     Field::Level => canonical_level(value),
                     _ => value.clone(),
                 };
-                alternatives.push(format!("{column} = ?"));
+                alternatives.push(format!("{plus}{column} = ?"));
                 self.params.push(Value::Text(value));
             }
         }
@@ -282,33 +325,137 @@ impl Clause {
     }
 }
 
+/// How much more a row found through an index without the filter columns costs than one
+/// found through a covering index. The first reads the alert row (about 2.5 KiB, a page of
+/// its own), the second only the index entry. On the 1,000,000-alert benchmark store
+/// (docs/benchmarks.md), checking three more conditions took 18 ms for the 16,700 alerts
+/// of one namespace and 3.4 ms for 50,000 entries of the covering level index.
+const ROW_READ_COST: i64 = 10;
+
+/// Chooses the one condition whose index drives the query, the one with the lowest cost:
+/// its matching alerts, from `facet_counts`, times [`ROW_READ_COST`] unless its index is
+/// covering. SQLite chooses by the statistics of `ANALYZE`, which the app never runs, and
+/// on the analyzed benchmark store it drove a four-condition filter by the namespace index
+/// and read 16,700 alert rows where the covering level index needed none.
+///
+/// When `ordered`, only a condition with one value can drive: its index returns the alerts
+/// newest first, so the query stops at a full page, while the alerts of several values
+/// must all be read and sorted. Returns `None`, leaving the choice to SQLite, when fewer
+/// than two conditions can use an index or none of them can drive.
+fn driving_condition(
+    connection: &Connection,
+    conditions: &[&Condition],
+    ordered: bool,
+) -> Result<Option<usize>, StoreError> {
+    let indexable: Vec<usize> = (0..conditions.len())
+        .filter(|&index| is_indexable(conditions[index]))
+        .collect();
+    if indexable.len() < 2 {
+        return Ok(None);
+    }
+    let candidates: Vec<usize> = indexable
+        .into_iter()
+        .filter(|&index| !ordered || conditions[index].values.len() == 1)
+        .collect();
+    if candidates.len() < 2 {
+        return Ok(candidates.first().copied());
+    }
+    let mut lookup = connection
+        .prepare_cached("SELECT count FROM facet_counts WHERE field = ?1 AND value = ?2")?;
+    let mut best: Option<(i64, usize)> = None;
+    for index in candidates {
+        let condition = conditions[index];
+        let Some(field_name) = condition.field.counter_name() else {
+            continue;
+        };
+        let mut matches = 0i64;
+        for value in &condition.values {
+            let value = match condition.field {
+                Field::Level => canonical_level(value),
+                Field::Status => TriageStatus::parse(value)
+                    .map_or_else(String::new, |status| status.as_str().to_owned()),
+                _ => value.clone(),
+            };
+            let count: Option<i64> = lookup
+                .query_row(params![field_name, value], |row| row.get(0))
+                .optional()?;
+            matches += count.unwrap_or(0);
+        }
+        let cost = if condition.field.has_covering_index() {
+            matches
+        } else {
+            matches.saturating_mul(ROW_READ_COST)
+        };
+        if best.is_none_or(|(best_cost, _)| cost < best_cost) {
+            best = Some((cost, index));
+        }
+    }
+    Ok(best.map(|(_, index)| index))
+}
+
+/// Returns whether an index can find the alerts `condition` matches: a field with its own
+/// index, or a triage status with a partial index, and not negated.
+fn is_indexable(condition: &Condition) -> bool {
+    if condition.negate {
+        return false;
+    }
+    match condition.field {
+        Field::Level
+        | Field::Category
+        | Field::Cluster
+        | Field::Namespace
+        | Field::State
+        | Field::ObjectType => true,
+        Field::Status => condition.values.iter().all(|value| {
+            matches!(
+                TriageStatus::parse(value),
+                Some(TriageStatus::Unread | TriageStatus::Acknowledged | TriageStatus::Archived)
+            )
+        }),
+        Field::ObjectName | Field::Key => false,
+    }
+}
+
 /// How a free-text condition is evaluated. With few matches, SQLite looks up each match
 /// and sorts them; with many, it walks the alerts newest first and checks each against the
 /// set of matches, stopping once the page is full. Either plan alone is slow in the other
 /// case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum TextPlan {
+    /// SQLite reads the matches from the full-text index itself.
     FewMatches,
+    /// The matches' rowids, read from the full-text index beforehand, as a JSON array.
+    /// Reading them once serves both the choice of plan and the query, where
+    /// [`TextPlan::FewMatches`] would evaluate the full-text query a second time.
+    Listed(String),
     ManyMatches,
 }
 
 /// Matches above which walking the alerts newest first beats collecting every match.
-const MANY_TEXT_MATCHES: i64 = 20_000;
+const MANY_TEXT_MATCHES: usize = 20_000;
 
 fn text_plan(connection: &Connection, filter: &AlertFilter) -> Result<TextPlan, StoreError> {
     let Some(query) = fts_query(&filter.text) else {
         return Ok(TextPlan::FewMatches);
     };
-    let matches: i64 = connection
-        .prepare_cached(
-            "SELECT count(*) FROM (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?1 LIMIT ?2)",
-        )?
-        .query_row(params![query, MANY_TEXT_MATCHES], |row| row.get(0))?;
-    Ok(if matches >= MANY_TEXT_MATCHES {
-        TextPlan::ManyMatches
-    } else {
-        TextPlan::FewMatches
-    })
+    let mut statement = connection
+        .prepare_cached("SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?1 LIMIT ?2")?;
+    let rowids: Vec<i64> = statement
+        .query_map(params![query, MANY_TEXT_MATCHES as i64], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if rowids.len() >= MANY_TEXT_MATCHES {
+        return Ok(TextPlan::ManyMatches);
+    }
+    let mut json = String::with_capacity(rowids.len() * 8 + 2);
+    json.push('[');
+    for (index, rowid) in rowids.iter().enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        json.push_str(&rowid.to_string());
+    }
+    json.push(']');
+    Ok(TextPlan::Listed(json))
 }
 
 /// Spells a level as RealTheory does, so `high` finds `High`.
@@ -357,7 +504,7 @@ fn list_with_plan(
     limit: usize,
     text: TextPlan,
 ) -> Result<Vec<AlertSummary>, StoreError> {
-    let mut clause = Clause::build(filter, None, text);
+    let mut clause = Clause::build(connection, filter, None, &text, true)?;
     if let Some(cursor) = after {
         clause
             .sql
@@ -377,7 +524,7 @@ fn list_with_plan(
 
 /// Counts alerts matching `filter`.
 pub fn count(connection: &Connection, filter: &AlertFilter) -> Result<i64, StoreError> {
-    let clause = Clause::build(filter, None, TextPlan::FewMatches);
+    let clause = Clause::build(connection, filter, None, &TextPlan::FewMatches, false)?;
     let sql = format!("SELECT count(*) FROM alerts {}", clause.where_sql());
     let count = connection
         .prepare_cached(&sql)?
@@ -413,7 +560,7 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
     let mut counts = FacetCounts::default();
     count_pass(
         connection,
-        &Clause::build(filter, None, TextPlan::FewMatches),
+        &Clause::build(connection, filter, None, &TextPlan::FewMatches, false)?,
         &mut counts,
         |field| !constrained.contains(&field),
     )?;
@@ -428,7 +575,13 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
             from_counters.push(*field);
             continue;
         }
-        let clause = Clause::build(filter, Some(*field), TextPlan::FewMatches);
+        let clause = Clause::build(
+            connection,
+            filter,
+            Some(*field),
+            &TextPlan::FewMatches,
+            false,
+        )?;
         count_pass(connection, &clause, &mut counts, |other| other == *field)?;
     }
 
@@ -446,15 +599,24 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
     Ok(facets)
 }
 
-/// Counts per field and value, filled by [`count_pass`].
+/// The columns of [`Field::FACETS`] that hold text, in that order, which is also the
+/// order of the first columns [`count_pass`] selects.
+const TEXT_FACETS: usize = 6;
+
+/// Counts per field and value, filled by [`count_pass`]. Text values are kept as bytes,
+/// which spares a UTF-8 check per alert and value. The columns hold UTF-8 text, which
+/// [`FacetCounts::into_facets`] converts to `String` once per distinct value.
 #[derive(Default)]
 struct FacetCounts {
-    values: std::collections::HashMap<Field, std::collections::HashMap<String, i64>>,
+    /// Per text field, in the order of [`Field::FACETS`].
+    text: [std::collections::HashMap<Vec<u8>, i64>; TEXT_FACETS],
+    /// Per triage status, in the order of [`TriageStatus::ALL`].
+    status: [i64; TriageStatus::ALL.len()],
 }
 
 impl FacetCounts {
-    fn add(&mut self, field: Field, value: &str) {
-        let values = self.values.entry(field).or_default();
+    fn add_text(&mut self, slot: usize, value: &[u8]) {
+        let values = &mut self.text[slot];
         match values.get_mut(value) {
             Some(count) => *count += 1,
             None => {
@@ -463,21 +625,26 @@ impl FacetCounts {
         }
     }
 
-    fn into_facets(mut self) -> Vec<Facet> {
+    fn add_status(&mut self, status: TriageStatus) {
+        self.status[status as usize] += 1;
+    }
+
+    fn into_facets(self) -> Vec<Facet> {
+        let mut text = self.text.into_iter();
         Field::FACETS
             .into_iter()
             .map(|field| {
-                let counted = self.values.remove(&field).unwrap_or_default();
                 let values = if field == Field::Status {
                     TriageStatus::ALL
                         .iter()
-                        .map(|status| {
-                            let count = counted.get(status.as_str()).copied().unwrap_or(0);
-                            (status.as_str().to_owned(), count)
-                        })
+                        .map(|status| (status.as_str().to_owned(), self.status[*status as usize]))
                         .collect()
                 } else {
-                    let mut values: Vec<(String, i64)> = counted.into_iter().collect();
+                    let counted = text.next().unwrap_or_default();
+                    let mut values: Vec<(String, i64)> = counted
+                        .into_iter()
+                        .map(|(value, count)| (String::from_utf8_lossy(&value).into_owned(), count))
+                        .collect();
                     values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                     values.truncate(200);
                     values
@@ -504,36 +671,33 @@ fn count_pass(
     );
     let mut params = vec![Value::Integer(now_ms())];
     params.extend(clause.params.iter().cloned());
-    let text_fields = [
-        Field::Level,
-        Field::Category,
-        Field::Cluster,
-        Field::Namespace,
-        Field::State,
-        Field::ObjectType,
-    ];
+    let text_slots: Vec<usize> = (0..TEXT_FACETS)
+        .filter(|&slot| wanted(Field::FACETS[slot]))
+        .collect();
     let count_status = wanted(Field::Status);
     let mut statement = connection.prepare_cached(&sql)?;
     let mut rows = statement.query(params_from_iter(params))?;
     while let Some(row) = rows.next()? {
-        for (index, field) in text_fields.iter().enumerate() {
-            if wanted(*field) {
-                let value = row.get_ref(index)?.as_str().unwrap_or_default();
-                counts.add(*field, value);
-            }
+        for &slot in &text_slots {
+            let value = row.get_ref(slot)?.as_bytes().unwrap_or_default();
+            counts.add_text(slot, value);
         }
         if count_status {
             let flag =
                 |index: usize| -> rusqlite::Result<bool> { Ok(row.get::<_, i64>(index)? != 0) };
-            counts.add(Field::Status, if flag(6)? { "unread" } else { "read" });
+            counts.add_status(if flag(6)? {
+                TriageStatus::Unread
+            } else {
+                TriageStatus::Read
+            });
             if flag(7)? {
-                counts.add(Field::Status, "acknowledged");
+                counts.add_status(TriageStatus::Acknowledged);
             }
             if flag(8)? {
-                counts.add(Field::Status, "archived");
+                counts.add_status(TriageStatus::Archived);
             }
             if flag(9)? {
-                counts.add(Field::Status, "snoozed");
+                counts.add_status(TriageStatus::Snoozed);
             }
         }
     }
@@ -607,7 +771,8 @@ pub fn list_json(
     filter: &AlertFilter,
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, StoreError> {
-    let mut clause = Clause::build(filter, None, text_plan(connection, filter)?);
+    let text = text_plan(connection, filter)?;
+    let mut clause = Clause::build(connection, filter, None, &text, true)?;
     let sql = format!(
         "SELECT {SUMMARY_COLUMNS}, payload FROM alerts {} ORDER BY last_received_ms DESC, seq DESC LIMIT ?",
         clause.where_sql()
@@ -739,8 +904,12 @@ mod tests {
         };
         let few = list_with_plan(&connection, &filter, None, 50, TextPlan::FewMatches).unwrap();
         let many = list_with_plan(&connection, &filter, None, 50, TextPlan::ManyMatches).unwrap();
+        let planned = text_plan(&connection, &filter).unwrap();
+        assert!(matches!(planned, TextPlan::Listed(_)), "{planned:?}");
+        let listed = list_with_plan(&connection, &filter, None, 50, planned).unwrap();
         assert_eq!(few.len(), 50);
         assert_eq!(few, many);
+        assert_eq!(few, listed);
         assert!(few.iter().all(|alert| alert.title.starts_with("memory")));
         assert_eq!(few[0].id, "a298");
     }
@@ -774,6 +943,434 @@ mod tests {
         assert!(
             status.values.contains(&("unread".to_owned(), 2)),
             "{status:?}"
+        );
+    }
+
+    /// The columns a filter tests, read back for checking results in Rust.
+    #[derive(Debug, Clone)]
+    struct Stored {
+        seq: i64,
+        level: String,
+        category: String,
+        cluster: String,
+        namespace: String,
+        state: String,
+        object_type: String,
+        last_received_ms: i64,
+        read: bool,
+        acknowledged: bool,
+        archived: bool,
+        snoozed: bool,
+    }
+
+    impl Stored {
+        fn text(&self, field: Field) -> &str {
+            match field {
+                Field::Level => &self.level,
+                Field::Category => &self.category,
+                Field::Cluster => &self.cluster,
+                Field::Namespace => &self.namespace,
+                Field::State => &self.state,
+                Field::ObjectType => &self.object_type,
+                other => panic!("no text column for {other:?} in the test"),
+            }
+        }
+
+        fn has_status(&self, status: TriageStatus) -> bool {
+            match status {
+                TriageStatus::Unread => !self.read,
+                TriageStatus::Read => self.read,
+                TriageStatus::Acknowledged => self.acknowledged,
+                TriageStatus::Snoozed => self.snoozed,
+                TriageStatus::Archived => self.archived,
+            }
+        }
+
+        fn meets(&self, condition: &Condition) -> bool {
+            let any = condition.values.iter().any(|value| match condition.field {
+                Field::Status => TriageStatus::parse(value).is_some_and(|s| self.has_status(s)),
+                Field::Level => self.level == canonical_level(value),
+                field => self.text(field) == value,
+            });
+            any != condition.negate
+        }
+
+        /// Returns whether the alert matches `filter` with the conditions on `skip` left out.
+        fn matches(&self, filter: &AlertFilter, skip: Option<Field>) -> bool {
+            filter
+                .conditions
+                .iter()
+                .filter(|c| Some(c.field) != skip && !c.values.is_empty())
+                .all(|c| self.meets(c))
+                && filter
+                    .min_level
+                    .is_none_or(|level| Level::rank(&self.level) > level as i64)
+        }
+    }
+
+    /// Inserts `count` alerts whose facet fields vary independently, a fifth of them read
+    /// and some acknowledged, archived or snoozed, and indexes their text. Receive times
+    /// repeat, so pages also depend on the `seq` tie-break.
+    fn fill_varied(connection: &mut Connection, count: usize) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let now = now_ms();
+        for index in 0..count {
+            let level = ["Low", "Medium", "High", "Critical"][rng.random_range(0..4)];
+            let word = ["memory", "disk", "certificate"][rng.random_range(0..3)];
+            let received = 1_000 + rng.random_range(0..400i64);
+            let triage = rng.random_range(0..20);
+            let snoozed_until = match triage {
+                10 => Some(now + 3_600_000),
+                11 => Some(now - 3_600_000),
+                _ => None,
+            };
+            connection
+                .execute(
+                    "INSERT INTO alerts (id, key, title, message, details, level, level_rank,
+                         category, state, object_type, object_name, cluster, namespace,
+                         domain_name, console_url, payload, first_received_ms,
+                         last_received_ms, read_ms, acknowledged_ms, archived_ms,
+                         snoozed_until_ms)
+                     VALUES (?1, '', ?2, '', '', ?3, ?4, ?5, ?6, ?7, '', ?8, ?9, '', '', '{}',
+                         ?10, ?10, ?11, ?12, ?13, ?14)",
+                    params![
+                        format!("v{index}"),
+                        format!("{word} pressure"),
+                        level,
+                        Level::rank(level),
+                        ["Health", "Cost"][rng.random_range(0..2)],
+                        ["New", "Active", "Resolved"][rng.random_range(0..3)],
+                        ["Pod", "Node"][rng.random_range(0..2)],
+                        format!("cluster-{}", rng.random_range(0..3)),
+                        format!("ns-{}", rng.random_range(0..5)),
+                        received,
+                        (triage < 4).then_some(received + 1),
+                        (triage < 2).then_some(received + 2),
+                        (triage == 0).then_some(received + 3),
+                        snoozed_until,
+                    ],
+                )
+                .unwrap();
+        }
+        crate::store::writer::index_all_pending(connection);
+    }
+
+    fn stored_alerts(connection: &Connection) -> Vec<Stored> {
+        let now = now_ms();
+        let mut statement = connection
+            .prepare(
+                "SELECT seq, level, category, cluster, namespace, state, object_type,
+                     last_received_ms, read_ms IS NOT NULL, acknowledged_ms IS NOT NULL,
+                     archived_ms IS NOT NULL, coalesce(snoozed_until_ms > ?1, 0)
+                 FROM alerts",
+            )
+            .unwrap();
+        statement
+            .query_map([now], |row| {
+                Ok(Stored {
+                    seq: row.get(0)?,
+                    level: row.get(1)?,
+                    category: row.get(2)?,
+                    cluster: row.get(3)?,
+                    namespace: row.get(4)?,
+                    state: row.get(5)?,
+                    object_type: row.get(6)?,
+                    last_received_ms: row.get(7)?,
+                    read: row.get(8)?,
+                    acknowledged: row.get(9)?,
+                    archived: row.get(10)?,
+                    snoozed: row.get(11)?,
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Returns the seqs of every alert `filter` matches, newest first, computed in Rust.
+    fn expected_seqs(alerts: &[Stored], filter: &AlertFilter) -> Vec<i64> {
+        let mut matching: Vec<&Stored> =
+            alerts.iter().filter(|a| a.matches(filter, None)).collect();
+        matching.sort_by_key(|alert| std::cmp::Reverse((alert.last_received_ms, alert.seq)));
+        matching.iter().map(|alert| alert.seq).collect()
+    }
+
+    /// Returns the facet counts of `filter`, computed in Rust as [`facets`] defines them.
+    fn expected_facets(alerts: &[Stored], filter: &AlertFilter) -> Vec<Facet> {
+        Field::FACETS
+            .into_iter()
+            .map(|field| {
+                let others: Vec<&Stored> = alerts
+                    .iter()
+                    .filter(|a| a.matches(filter, Some(field)))
+                    .collect();
+                let values = if field == Field::Status {
+                    TriageStatus::ALL
+                        .iter()
+                        .map(|status| {
+                            let count = others.iter().filter(|a| a.has_status(*status)).count();
+                            (status.as_str().to_owned(), count as i64)
+                        })
+                        .collect()
+                } else {
+                    let mut counted = std::collections::BTreeMap::<String, i64>::new();
+                    for alert in &others {
+                        *counted.entry(alert.text(field).to_owned()).or_default() += 1;
+                    }
+                    let mut values: Vec<(String, i64)> = counted.into_iter().collect();
+                    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    values
+                };
+                Facet { field, values }
+            })
+            .collect()
+    }
+
+    fn condition(field: Field, negate: bool, values: &[&str]) -> Condition {
+        Condition {
+            field,
+            negate,
+            values: values.iter().map(|value| value.to_string()).collect(),
+        }
+    }
+
+    /// Filters of several conditions, where the choice of the driving index matters.
+    fn combined_filters() -> Vec<AlertFilter> {
+        use Field::*;
+        let filters = [
+            vec![
+                condition(Level, false, &["Critical"]),
+                condition(Cluster, false, &["cluster-1"]),
+                condition(Namespace, false, &["ns-2"]),
+                condition(Status, false, &["unread"]),
+            ],
+            vec![
+                condition(Level, false, &["high"]),
+                condition(Cluster, false, &["cluster-0"]),
+            ],
+            vec![
+                condition(Level, false, &["Low", "Critical"]),
+                condition(Namespace, false, &["ns-1"]),
+                condition(State, false, &["Active"]),
+            ],
+            vec![
+                condition(Cluster, true, &["cluster-2"]),
+                condition(Level, false, &["High"]),
+                condition(Status, false, &["acknowledged"]),
+            ],
+            vec![
+                condition(Status, false, &["archived"]),
+                condition(Category, false, &["Cost"]),
+                condition(ObjectType, false, &["Node"]),
+            ],
+            vec![
+                condition(Namespace, false, &["ns-3"]),
+                condition(Status, false, &["unread", "acknowledged"]),
+                condition(Cluster, false, &["cluster-0", "cluster-2"]),
+            ],
+            vec![
+                condition(Level, false, &["No-such-level"]),
+                condition(Cluster, false, &["cluster-0"]),
+            ],
+            vec![
+                condition(Status, false, &["snoozed"]),
+                condition(Level, false, &["Low"]),
+                condition(Namespace, true, &["ns-0"]),
+            ],
+            vec![
+                condition(Cluster, false, &["cluster-1"]),
+                condition(Namespace, false, &["ns-0"]),
+                condition(Status, false, &["read"]),
+            ],
+        ];
+        let mut filters: Vec<AlertFilter> = filters
+            .into_iter()
+            .map(|conditions| AlertFilter {
+                conditions,
+                ..AlertFilter::default()
+            })
+            .collect();
+        filters.push(AlertFilter {
+            conditions: vec![
+                condition(Cluster, false, &["cluster-1"]),
+                condition(Namespace, false, &["ns-0"]),
+            ],
+            min_level: Some(crate::model::Level::High),
+            ..AlertFilter::default()
+        });
+        filters
+    }
+
+    /// Checks list, count and facets of every combined filter against the results
+    /// computed in Rust, and returns them for comparison with another schema version.
+    fn check_combined_filters(connection: &Connection) -> Vec<(Vec<i64>, i64, Vec<Facet>)> {
+        let alerts = stored_alerts(connection);
+        let mut results = Vec::new();
+        for filter in combined_filters() {
+            let expected = expected_seqs(&alerts, &filter);
+            let listed: Vec<i64> = list(connection, &filter, None, 100_000)
+                .unwrap()
+                .iter()
+                .map(|alert| alert.seq)
+                .collect();
+            assert_eq!(listed, expected, "list of {filter:?}");
+
+            // Pages of 7 continue after each other's cursor.
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let page = list(connection, &filter, after, 7).unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(Cursor {
+                    last_received_ms: last.last_received_ms,
+                    seq: last.seq,
+                });
+                paged.extend(page.iter().map(|alert| alert.seq));
+            }
+            assert_eq!(paged, expected, "pages of {filter:?}");
+
+            let counted = count(connection, &filter).unwrap();
+            assert_eq!(counted, expected.len() as i64, "count of {filter:?}");
+
+            let facets = facets(connection, &filter).unwrap();
+            assert_eq!(
+                facets,
+                expected_facets(&alerts, &filter),
+                "facets of {filter:?}"
+            );
+            results.push((listed, counted, facets));
+        }
+        results
+    }
+
+    #[test]
+    fn combined_filters_match_rust_check() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        fill_varied(&mut connection, 3_000);
+        let results = check_combined_filters(&connection);
+        assert!(
+            results.iter().any(|(rows, _, _)| rows.len() > 20),
+            "the filters should match more than a few alerts"
+        );
+        assert!(results.iter().any(|(rows, _, _)| rows.is_empty()));
+    }
+
+    /// Returns the pages of free-text searches, one per search, through [`list`].
+    fn search_pages(connection: &Connection) -> Vec<Vec<AlertSummary>> {
+        ["memory", "pres mem", "cert", "disk pressure", "zzzz"]
+            .iter()
+            .map(|text| {
+                let filter = AlertFilter {
+                    text: (*text).to_owned(),
+                    conditions: vec![condition(Field::Cluster, false, &["cluster-1"])],
+                    ..AlertFilter::default()
+                };
+                let unfiltered = AlertFilter {
+                    conditions: Vec::new(),
+                    ..filter.clone()
+                };
+                let mut page = list(connection, &filter, None, 50).unwrap();
+                page.extend(list(connection, &unfiltered, None, 50).unwrap());
+                page
+            })
+            .collect()
+    }
+
+    #[test]
+    fn migration_2_keeps_results() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        // The indexes of migration 1 in place of those of migration 2, as in a store
+        // created by a release with only migration 1.
+        connection
+            .execute_batch(
+                "DROP INDEX alerts_by_level_facets;
+                 DROP INDEX alerts_by_cluster_facets;
+                 CREATE INDEX alerts_by_level ON alerts (level, last_received_ms DESC);
+                 CREATE INDEX alerts_by_cluster ON alerts (cluster, last_received_ms DESC);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        fill_varied(&mut connection, 3_000);
+        let before = check_combined_filters(&connection);
+        let searches_before = search_pages(&connection);
+        let unfiltered_before = facets(&connection, &AlertFilter::default()).unwrap();
+
+        assert_eq!(
+            crate::store::schema::migrate(&mut connection).unwrap(),
+            (1, 2)
+        );
+        let indexes: Vec<String> = connection
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'alerts_by_%'",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            indexes.contains(&"alerts_by_level_facets".to_owned()),
+            "{indexes:?}"
+        );
+        assert!(
+            !indexes.contains(&"alerts_by_level".to_owned()),
+            "{indexes:?}"
+        );
+        assert!(
+            !indexes.contains(&"alerts_by_cluster".to_owned()),
+            "{indexes:?}"
+        );
+
+        assert_eq!(check_combined_filters(&connection), before);
+        let searches_after = search_pages(&connection);
+        assert!(searches_after.iter().any(|page| page.len() == 100));
+        assert_eq!(searches_after, searches_before);
+        assert_eq!(
+            facets(&connection, &AlertFilter::default()).unwrap(),
+            unfiltered_before
+        );
+    }
+
+    #[test]
+    fn driving_condition_prefers_cheapest() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        fill_varied(&mut connection, 3_000);
+        // About 750 alerts are Critical, on the covering level index, and about 600 in
+        // ns-2, whose index leads to the alert rows: the level index costs less.
+        let level = condition(Field::Level, false, &["Critical"]);
+        let namespace = condition(Field::Namespace, false, &["ns-2"]);
+        assert_eq!(
+            driving_condition(&connection, &[&namespace, &level], false).unwrap(),
+            Some(1)
+        );
+
+        // A value no alert has drives: its index finds nothing at once.
+        let missing = condition(Field::State, false, &["No-such-state"]);
+        assert_eq!(
+            driving_condition(&connection, &[&level, &missing], true).unwrap(),
+            Some(1)
+        );
+
+        // A negated condition cannot use an index, so one indexable condition remains.
+        let not_namespace = condition(Field::Namespace, true, &["ns-2"]);
+        assert_eq!(
+            driving_condition(&connection, &[&not_namespace, &level], false).unwrap(),
+            None
+        );
+
+        // A list reads pages newest first, which an index gives for one value only.
+        let two_namespaces = condition(Field::Namespace, false, &["ns-1", "ns-2"]);
+        assert_eq!(
+            driving_condition(&connection, &[&two_namespaces, &level], true).unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            driving_condition(&connection, &[&two_namespaces, &missing], false).unwrap(),
+            Some(1)
         );
     }
 }
