@@ -24,8 +24,8 @@ pub const JOURNAL_FILE: &str = "journal.db";
 /// Key in the `settings` table of `alerts.db` that contains the last applied journal seq.
 const APPLIED_KEY: &str = "journal_applied_seq";
 
-/// Page cache of a journal connection, in KiB when negative (SQLite's convention).
-const JOURNAL_CACHE_KIB: i64 = -16 * 1024;
+/// Page cache of the appending connection, in KiB when negative (SQLite's convention).
+const APPENDER_CACHE_KIB: i64 = -16 * 1024;
 /// Page size of a new journal file.
 const JOURNAL_PAGE_BYTES: i64 = 16 * 1024;
 
@@ -59,14 +59,20 @@ pub(super) fn open(data_dir: &Path) -> Result<Connection, StoreError> {
         source,
     })?;
     super::configure(&connection, None)?;
-    // Applied rows are deleted while their pages are still cached, instead of being read
-    // back from disk for the delete.
-    connection.pragma_update(None, "cache_size", JOURNAL_CACHE_KIB)?;
     // Larger pages than the default 4 KiB: a commit of a few deliveries then writes one or
     // two WAL frames, each a header and a page, instead of one frame per 4 KiB.
     connection.pragma_update(None, "page_size", JOURNAL_PAGE_BYTES)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.execute_batch(SCHEMA)?;
+    Ok(connection)
+}
+
+/// Opens the journal for the thread that appends to it and deletes applied rows.
+pub(super) fn open_appender(data_dir: &Path) -> Result<Connection, StoreError> {
+    let connection = open(data_dir)?;
+    // Applied rows are deleted while their pages are still cached, instead of being read
+    // back from disk for the delete.
+    connection.pragma_update(None, "cache_size", APPENDER_CACHE_KIB)?;
     Ok(connection)
 }
 

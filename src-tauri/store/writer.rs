@@ -35,6 +35,10 @@ pub const MAX_BATCH: usize = 1024;
 /// Most journaled deliveries applied to `alerts.db` in one transaction. A batch holds the
 /// database's write lock for tens of milliseconds, which a triage update may wait for.
 pub const APPLY_BATCH: usize = 1024;
+/// A pause in deliveries after which the writer applies a partial batch.
+const APPLY_PAUSE: Duration = Duration::from_millis(2);
+/// Longest time the writer collects deliveries for a batch before applying it.
+const APPLY_DELAY: Duration = Duration::from_millis(200);
 /// Journaled deliveries not yet applied before the journal thread waits for the writer.
 const MAX_BACKLOG: i64 = 100_000;
 /// Nice value of the writer thread (0 is the default, 19 the lowest priority).
@@ -213,6 +217,8 @@ struct Job {
 
 /// State the journal thread and the writer thread share.
 struct Shared {
+    /// The last journal seq committed.
+    head: AtomicI64,
     /// The last journal seq applied to `alerts.db`.
     applied: AtomicI64,
     /// The last journal seq whose application is on disk. The writer commits with
@@ -268,7 +274,7 @@ impl WriterHandle {
         connection: Connection,
         retention: Retention,
     ) -> Result<(Self, thread::JoinHandle<()>), StoreError> {
-        let journal_writer = journal::open(store.data_dir())?;
+        let journal_writer = journal::open_appender(store.data_dir())?;
         let journal_reader = journal::open(store.data_dir())?;
         let checkpointer = store.open_connection()?;
         let journal_checkpointer = journal::open(store.data_dir())?;
@@ -278,6 +284,7 @@ impl WriterHandle {
         // durable, so the writer's commits need no flush of their own.
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         let shared = Arc::new(Shared {
+            head: AtomicI64::new(0),
             applied: AtomicI64::new(journal::applied(&connection)?),
             // Nothing is known to be on disk until the first checkpoint.
             durable: AtomicI64::new(0),
@@ -387,6 +394,7 @@ fn run_journal(
         }
         match append_batch(&connection, &batch, shared, &mut removed_through) {
             Ok(head) => {
+                shared.head.fetch_max(head, Ordering::AcqRel);
                 if failing {
                     tracing::info!("journal writes succeed again");
                     failing = false;
@@ -480,7 +488,8 @@ impl Writer {
                 PRUNE_INTERVAL
             };
             match rung.recv_timeout(wait) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) => stopping = !failing && self.wait_for_batch(&rung),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stopping = true,
             }
 
@@ -552,6 +561,26 @@ impl Writer {
         }
         tracing::debug!("store writer stopped");
         (self.journal, self.shared)
+    }
+
+    /// Waits while deliveries keep arriving, until a whole batch is journaled, the journal
+    /// pauses for [`APPLY_PAUSE`], or [`APPLY_DELAY`] passes; returns whether the journal
+    /// thread has stopped. A storm is then applied in large batches, which write fewer
+    /// pages per delivery and leave the disk to the journal's flushes.
+    fn wait_for_batch(&self, rung: &Receiver<()>) -> bool {
+        let started = Instant::now();
+        loop {
+            let head = self.shared.head.load(Ordering::Acquire);
+            let backlog = head - self.shared.applied.load(Ordering::Acquire);
+            if backlog >= APPLY_BATCH as i64 || started.elapsed() >= APPLY_DELAY {
+                return false;
+            }
+            match rung.recv_timeout(APPLY_PAUSE) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => return true,
+            }
+        }
     }
 
     /// Applies up to [`APPLY_BATCH`] journaled deliveries in one transaction, then
