@@ -55,6 +55,8 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 const FTS_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the checkpoint thread copies committed pages into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(2000);
+/// Longest time the writer keeps applying the journal after the receiver stopped.
+const SHUTDOWN_APPLY_LIMIT: Duration = Duration::from_secs(5);
 /// How often the writer retries a batch it failed to apply, such as on a full disk.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// Most alerts indexed in one transaction, so indexing never holds up deliveries for long.
@@ -284,7 +286,7 @@ impl WriterHandle {
         // durable, so the writer's commits need no flush of their own.
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         let shared = Arc::new(Shared {
-            head: AtomicI64::new(0),
+            head: AtomicI64::new(journal::head(&journal_writer)?),
             applied: AtomicI64::new(journal::applied(&connection)?),
             // Nothing is known to be on disk until the first checkpoint.
             durable: AtomicI64::new(0),
@@ -551,10 +553,20 @@ impl Writer {
                 }
             }
         }
-        // The journal thread has stopped: apply the rest, index what is still queued, so
-        // a search right after shutdown finds every alert, and apply the retention once
-        // more, so a short run also leaves a bounded log.
-        while matches!(self.apply_batch(), Ok(APPLY_BATCH)) {}
+        // The journal thread has stopped: apply the rest (for a bounded time, so a long
+        // backlog does not hold up quitting), index what is still queued, so a search
+        // right after shutdown finds every alert, and apply the retention once more, so a
+        // short run also leaves a bounded log.
+        let deadline = Instant::now() + SHUTDOWN_APPLY_LIMIT;
+        while Instant::now() < deadline && matches!(self.apply_batch(), Ok(read) if read > 0) {}
+        let left =
+            self.shared.head.load(Ordering::Acquire) - self.shared.applied.load(Ordering::Acquire);
+        if left > 0 {
+            tracing::info!(
+                left,
+                "journaled deliveries not applied before stopping; they are applied at the next start"
+            );
+        }
         index_all_pending(&mut self.connection);
         if let Err(error) = super::deliveries::prune(&self.connection, retention) {
             tracing::warn!(%error, "failed to prune delivery log");
