@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::writer::{Delivery, Outcome, Verdict, Via};
 use super::StoreError;
@@ -82,16 +82,7 @@ fn open_reader(data_dir: &Path) -> Result<Option<Connection>, StoreError> {
     if !path.exists() {
         return Ok(None);
     }
-    let connection = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| StoreError::Open {
-        path: path.clone(),
-        source,
-    })?;
-    connection.busy_timeout(Duration::from_secs(5))?;
-    Ok(Some(connection))
+    super::open_read_only(&path).map(Some)
 }
 
 /// Appends `delivery`; the caller commits.

@@ -142,15 +142,7 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(path));
         }
-        let connection = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        connection.busy_timeout(BUSY_TIMEOUT)?;
+        let connection = open_read_only(&path)?;
         // Reads map the file instead of copying each page through a system call, which
         // makes scans such as filtered facet counts several times faster. The mapping is
         // address space, not resident memory.
@@ -178,9 +170,7 @@ impl Store {
     /// Counts the deliveries that were acknowledged but are not yet applied to the alerts,
     /// without waiting for them as [`Store::open_reader`] does.
     pub fn pending(data_dir: &Path) -> Result<i64, StoreError> {
-        let path = data_dir.join(DATABASE_FILE);
-        let reader = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| StoreError::Open { path, source })?;
+        let reader = open_read_only(&data_dir.join(DATABASE_FILE))?;
         journal::pending(data_dir, &reader)
     }
 
@@ -202,6 +192,20 @@ impl Store {
     pub fn data_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }
+}
+
+/// Opens the database at `path` read-only, waiting up to [`BUSY_TIMEOUT`] for locks.
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(connection)
 }
 
 fn configure(connection: &Connection, max_pages: Option<u64>) -> Result<(), StoreError> {
