@@ -38,6 +38,15 @@ export function clockTime(ms) {
 }
 
 /** Returns the CSS class of a level, so unknown levels get a neutral colour. */
+/** Describes the receiver's state for the status bar, with any backlog still being added. */
+export function receiverStatusText(info) {
+  if (!info.running) return "Receiver stopped";
+  const text = `Receiving on ${info.localUrl}`;
+  if (!(info.pending > 0)) return text;
+  const count = info.pending.toLocaleString("en-US");
+  return `${text} · adding ${count} received ${info.pending === 1 ? "alert" : "alerts"} to the inbox…`;
+}
+
 export function levelClass(level) {
   const known = ["low", "medium", "high", "critical"];
   const name = String(level || "").toLowerCase();

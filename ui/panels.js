@@ -3,7 +3,7 @@
 
 import { api, errorMessage } from "./api.js";
 import { el, toast } from "./dom.js";
-import { localTime, clockTime } from "./format.js";
+import { localTime, clockTime, receiverStatusText } from "./format.js";
 
 let hooks = { onDeliveriesShown: () => {} };
 let info = null;
@@ -67,6 +67,8 @@ export async function refreshDeliveries() {
 // ---- Status and notices --------------------------------------------------------------
 
 /** Reloads the receiver and tunnel state and redraws the status bar and notices. */
+let pendingTimer;
+
 export async function refreshStatus() {
   try {
     info = await api.appInfo();
@@ -95,8 +97,11 @@ function renderStatus() {
   const receiver = document.getElementById("receiver-status");
   receiver.replaceChildren(
     el("span", { class: `dot ${info.running ? "ok" : "bad"}` }),
-    el("span", { text: info.running ? `Receiving on ${info.localUrl}` : "Receiver stopped" }),
+    el("span", { text: receiverStatusText(info) }),
   );
+  // A backlog shrinks without new alerts when its tail holds rejections or duplicates.
+  clearTimeout(pendingTimer);
+  if (info.pending > 0) pendingTimer = setTimeout(refreshStatus, 1000);
 
   const banners = [];
   if (info.startError) {

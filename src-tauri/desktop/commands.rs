@@ -127,14 +127,29 @@ pub struct AppInfo {
     runtime: RuntimeInfo,
     paused_until_ms: Option<i64>,
     unread: i64,
+    /// Deliveries acknowledged but not yet in the inbox, such as during a storm.
+    pending: i64,
 }
 
 #[tauri::command]
 async fn app_info(app: AppHandle, state: State<'_, AppState>) -> CommandResult<AppInfo> {
+    let runtime = state.info();
+    let data_dir = runtime.data_dir.clone();
+    let pending = tauri::async_runtime::spawn_blocking(move || {
+        data_dir.map_or(0, |dir| {
+            crate::store::Store::pending(std::path::Path::new(&dir)).unwrap_or_else(|error| {
+                tracing::debug!(%error, "failed to count pending deliveries");
+                0
+            })
+        })
+    })
+    .await
+    .unwrap_or(0);
     Ok(AppInfo {
-        runtime: state.info(),
+        runtime,
         paused_until_ms: tray::paused_until(&app),
         unread: tray::unread_count(&app).unwrap_or(0),
+        pending,
     })
 }
 

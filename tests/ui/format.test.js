@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { levelClass, quoteValue, relativeTime, splitTerms } from "../../ui/format.js";
+import { levelClass, quoteValue, receiverStatusText, relativeTime, splitTerms } from "../../ui/format.js";
 
 test("relative time counts back from now", () => {
   const now = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -29,4 +29,12 @@ test("query terms split on spaces outside quotes", () => {
     "pod",
   ]);
   assert.deepEqual(splitTerms("   "), []);
+});
+
+test("receiver status names the backlog still being added", () => {
+  const running = { running: true, localUrl: "http://127.0.0.1:8787/webhook" };
+  assert.equal(receiverStatusText({ ...running, pending: 0 }), "Receiving on http://127.0.0.1:8787/webhook");
+  assert.match(receiverStatusText({ ...running, pending: 1 }), /adding 1 received alert to the inbox/);
+  assert.match(receiverStatusText({ ...running, pending: 12345 }), /adding 12,345 received alerts/);
+  assert.equal(receiverStatusText({ running: false, pending: 3 }), "Receiver stopped");
 });
