@@ -99,7 +99,7 @@ function renderStatus() {
     el("span", { class: `dot ${info.running ? "ok" : "bad"}` }),
     el("span", { text: receiverStatusText(info) }),
   );
-  // A backlog shrinks without new alerts when its tail holds rejections or duplicates.
+  // A backlog shrinks without new alerts when its last deliveries are rejections or duplicates.
   clearTimeout(pendingTimer);
   if (info.pending > 0) pendingTimer = setTimeout(refreshStatus, 1000);
 

@@ -5,8 +5,8 @@
 //! delivery costs a fraction of a page write instead of the five or so that the indexed
 //! `alerts` table needs. The store writer then moves journaled deliveries into `alerts.db`
 //! in large batches and records, in the same transaction, the sequence number it reached
-//! (`settings.journal_applied_seq`). After a crash the writer resumes from that number,
-//! so an acknowledged delivery is applied exactly once.
+//! (`settings.journal_applied_seq`). After a crash the writer resumes after that number.
+//! Because the number is committed with the deliveries it covers, none is applied twice.
 //!
 //! Applied rows are deleted from the journal, so it contains only the backlog.
 
@@ -138,7 +138,7 @@ pub(super) fn remove_through(connection: &Connection, seq: i64) -> Result<usize,
 /// Reads up to `limit` deliveries after `after`, oldest first.
 ///
 /// An alert's body is parsed again here. The receiver parsed the same bytes before it
-/// responded, so a parse error means the parser changed in between; such a delivery is
+/// responded, so a parse error means the parser changed in between. Such a delivery is
 /// logged as malformed rather than dropped.
 pub(super) fn read_after(
     connection: &Connection,

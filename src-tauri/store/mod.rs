@@ -188,7 +188,7 @@ impl Store {
         &self.path
     }
 
-    /// The directory that holds the database files.
+    /// Returns the directory that contains the database files.
     pub fn data_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }

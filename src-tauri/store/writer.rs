@@ -37,7 +37,7 @@ pub const MAX_BATCH: usize = 1024;
 pub const APPLY_BATCH: usize = 1024;
 /// A pause in deliveries after which the writer applies a partial batch.
 const APPLY_PAUSE: Duration = Duration::from_millis(2);
-/// Longest time the writer collects deliveries for a batch before applying it.
+/// Maximum time the writer collects deliveries for a batch before applying it.
 const APPLY_DELAY: Duration = Duration::from_millis(200);
 /// Journaled deliveries not yet applied before the journal thread waits for the writer.
 const MAX_BACKLOG: i64 = 100_000;
@@ -55,7 +55,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 const FTS_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the checkpoint thread copies committed pages into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(2000);
-/// Longest time the writer keeps applying the journal after the receiver stopped.
+/// Maximum time the writer keeps applying the journal after the receiver stopped.
 const SHUTDOWN_APPLY_LIMIT: Duration = Duration::from_secs(5);
 /// How often the writer retries a batch it failed to apply, such as on a full disk.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
@@ -364,8 +364,8 @@ impl WriterHandle {
 /// Gives the calling thread a lower CPU priority than the receiver's threads.
 ///
 /// During a storm the receiver's threads and the writer compete for the same cores. The
-/// receiver responds once a delivery is journaled, so it goes first; the writer applies the
-/// backlog with whatever CPU is left, and at once when the machine is idle.
+/// receiver responds once a delivery is journaled, so it goes first. The writer applies the
+/// backlog with the CPU left over, and at once when the machine is idle.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     if let Err(error) =
@@ -553,10 +553,8 @@ impl Writer {
                 }
             }
         }
-        // The journal thread has stopped: apply the rest (for a bounded time, so a long
-        // backlog does not hold up quitting), index what is still queued, so a search
-        // right after shutdown finds every alert, and apply the retention once more, so a
-        // short run also leaves a bounded log.
+        // The journal thread has stopped. Apply the rest for a bounded time, so a long
+        // backlog does not hold up quitting.
         let deadline = Instant::now() + SHUTDOWN_APPLY_LIMIT;
         while Instant::now() < deadline && matches!(self.apply_batch(), Ok(read) if read > 0) {}
         let left =
@@ -567,6 +565,8 @@ impl Writer {
                 "journaled deliveries not applied before stopping; they are applied at the next start"
             );
         }
+        // Index what is still queued, so a search right after shutdown finds every alert,
+        // and apply the retention once more, so a short run also leaves a bounded log.
         index_all_pending(&mut self.connection);
         if let Err(error) = super::deliveries::prune(&self.connection, retention) {
             tracing::warn!(%error, "failed to prune delivery log");
@@ -576,9 +576,11 @@ impl Writer {
     }
 
     /// Waits while deliveries keep arriving, until a whole batch is journaled, the journal
-    /// pauses for [`APPLY_PAUSE`], or [`APPLY_DELAY`] passes; returns whether the journal
-    /// thread has stopped. A storm is then applied in large batches, which write fewer
-    /// pages per delivery and leave the disk to the journal's flushes.
+    /// pauses for [`APPLY_PAUSE`], or [`APPLY_DELAY`] passes. Returns whether the journal
+    /// thread has stopped.
+    ///
+    /// A storm is then applied in large batches, which write fewer pages per delivery and
+    /// leave the disk to the journal's flushes.
     fn wait_for_batch(&self, rung: &Receiver<()>) -> bool {
         let started = Instant::now();
         loop {

@@ -117,7 +117,7 @@ impl TestReceiver {
         alert_inbox::store::deliveries::list(&self.reader(), None, 10_000).unwrap()
     }
 
-    /// The outcomes of the delivery log, oldest first.
+    /// Returns the outcomes in the delivery log, oldest first.
     pub fn outcomes(&self) -> Vec<String> {
         let mut rows = self.deliveries();
         rows.reverse();
