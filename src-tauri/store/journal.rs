@@ -1,191 +1,566 @@
-//! The intake journal: `journal.db`, a second SQLite file beside `alerts.db`.
+//! The intake journal: an append-only log in the `journal` directory beside `alerts.db`.
 //!
-//! Every request to the webhook path is appended here and committed (`synchronous = FULL`)
-//! before the receiver responds. Appending touches only the last pages of one table, so a
-//! delivery costs a fraction of a page write instead of the five or so that the indexed
-//! `alerts` table needs. The store writer then moves journaled deliveries into `alerts.db`
-//! in large batches and records, in the same transaction, the sequence number it reached
-//! (`settings.journal_applied_seq`). After a crash the writer resumes after that number.
-//! Because the number is committed with the deliveries it covers, none is applied twice.
+//! Every request to the webhook path is appended here before the receiver responds. The
+//! journal thread writes a whole batch of deliveries with one `write` and makes it durable
+//! with one `fdatasync`; nothing else touches the disk on the response path. The store
+//! writer then moves journaled deliveries into `alerts.db` in large batches and records, in
+//! the same transaction, the sequence number it reached (`settings.journal_applied_seq`).
+//! After a crash the writer resumes after that number. Because the number is committed
+//! with the deliveries it covers, none is applied twice.
 //!
-//! Applied rows are deleted from the journal, so it contains only the backlog.
+//! # Format
+//! The log is a series of segment files named after the seq of their first record, each
+//! up to [`SEGMENT_BYTES`] long. A record is a 16-byte header (payload length and CRC-32,
+//! both `u32`, then the seq as `u64`, all little-endian) and a payload: the length of a
+//! JSON object with the delivery's metadata (`u32`), the object, then the raw body. The
+//! checksum covers the seq and the payload, so a record torn by a power loss is found and
+//! cut off when the journal opens.
+//!
+//! A segment is deleted once every record in it is applied and a checkpoint has made that
+//! application durable.
+//!
+//! No maintained crate offers this narrow log (append a batch, flush once, read back in
+//! order, drop whole files), and a SQLite table costs several times the system calls per
+//! commit, so the journal is written here on top of `crc32fast` and `serde_json`.
 
-use std::path::Path;
+use std::borrow::Cow;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
 
 use super::writer::{Delivery, Outcome, Verdict, Via};
 use super::StoreError;
 
-/// File name of the journal inside the data directory.
-pub const JOURNAL_FILE: &str = "journal.db";
+/// Name of the journal's directory inside the data directory.
+pub const JOURNAL_DIR: &str = "journal";
+
+/// File of the SQLite journal that earlier versions kept; applied and removed at start.
+const LEGACY_FILE: &str = "journal.db";
+
+/// Size past which the journal thread starts a new segment.
+pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Length of a record's header: payload length, checksum, seq.
+const HEADER_BYTES: usize = 16;
+
+/// Largest payload a record may claim; a larger length is a torn or damaged header. The
+/// receiver's body limit is far below it.
+const MAX_PAYLOAD_BYTES: u32 = 256 * 1024 * 1024;
+
+/// Extension of a segment file.
+const SEGMENT_EXTENSION: &str = "log";
 
 /// Key in the `settings` table of `alerts.db` that contains the last applied journal seq.
 const APPLIED_KEY: &str = "journal_applied_seq";
 
-/// Page cache of the appending connection, in KiB when negative (SQLite's convention).
-const APPENDER_CACHE_KIB: i64 = -16 * 1024;
-/// Page size of a new journal file.
-const JOURNAL_PAGE_BYTES: i64 = 16 * 1024;
+/// A delivery's fields other than the body, as a record stores them.
+#[derive(Serialize, Deserialize)]
+struct Meta<'a> {
+    received_ms: i64,
+    #[serde(borrow)]
+    remote_addr: Cow<'a, str>,
+    #[serde(borrow)]
+    via: Cow<'a, str>,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    body_size: u64,
+    #[serde(borrow)]
+    body_sha256: Cow<'a, str>,
+    #[serde(borrow)]
+    headers: Option<Cow<'a, str>>,
+    has_body: bool,
+    /// The rejection the receiver responded with; `None` for an authenticated alert,
+    /// which the writer parses again from the body.
+    #[serde(borrow)]
+    rejected: Option<Rejection<'a>>,
+}
 
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS journal (
-        -- The newest row is never deleted, so a new row's seq is always above every seq
-        -- handed out before (without the cost of AUTOINCREMENT's counter page).
-        seq         INTEGER PRIMARY KEY,
-        received_ms INTEGER NOT NULL,
-        remote_addr TEXT NOT NULL,
-        via         TEXT NOT NULL,
-        method      TEXT NOT NULL,
-        path        TEXT NOT NULL,
-        body_size   INTEGER NOT NULL,
-        body_sha256 TEXT NOT NULL,
-        headers     TEXT,
-        body        BLOB,
-        -- NULL for an authenticated alert, which the writer parses again from `body`;
-        -- otherwise the rejection that the receiver responded with.
-        outcome     TEXT,
-        status      INTEGER,
-        reason      TEXT
-    );";
+#[derive(Serialize, Deserialize)]
+struct Rejection<'a> {
+    #[serde(borrow)]
+    outcome: Cow<'a, str>,
+    status: u16,
+    #[serde(borrow)]
+    reason: Cow<'a, str>,
+}
 
-/// Opens (creating if needed) the journal for appending.
-/// The journal has no page limit of its own: the writer's backlog bounds it.
-pub(super) fn open(data_dir: &Path) -> Result<Connection, StoreError> {
-    let path = data_dir.join(JOURNAL_FILE);
-    let connection = Connection::open(&path).map_err(|source| StoreError::Open {
-        path: path.clone(),
+/// Returns the journal directory of `data_dir`.
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(JOURNAL_DIR)
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Journal {
+        path: path.to_owned(),
         source,
-    })?;
-    super::configure(&connection, None)?;
-    // Larger pages than the default 4 KiB: a commit of a few deliveries then writes one or
-    // two WAL frames, each a header and a page, instead of one frame per 4 KiB.
-    connection.pragma_update(None, "page_size", JOURNAL_PAGE_BYTES)?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.execute_batch(SCHEMA)?;
-    Ok(connection)
-}
-
-/// Opens the journal for the thread that appends to it and deletes applied rows.
-pub(super) fn open_appender(data_dir: &Path) -> Result<Connection, StoreError> {
-    let connection = open(data_dir)?;
-    // Applied rows are deleted while their pages are still cached, instead of being read
-    // back from disk for the delete.
-    connection.pragma_update(None, "cache_size", APPENDER_CACHE_KIB)?;
-    Ok(connection)
-}
-
-/// Opens the journal read-only; `None` when the data directory has none yet.
-fn open_reader(data_dir: &Path) -> Result<Option<Connection>, StoreError> {
-    let path = data_dir.join(JOURNAL_FILE);
-    if !path.exists() {
-        return Ok(None);
     }
-    super::open_read_only(&path).map(Some)
 }
 
-/// Appends `delivery`; the caller commits.
-pub(super) fn append(connection: &Connection, delivery: &Delivery) -> Result<(), StoreError> {
-    let (outcome, status, reason) = match &delivery.verdict {
-        Verdict::Alert(_) => (None, None, None),
+/// Appends `delivery` as the record `seq` to `buffer`.
+fn encode(buffer: &mut Vec<u8>, seq: u64, delivery: &Delivery) {
+    let rejected = match &delivery.verdict {
+        Verdict::Alert(_) => None,
         Verdict::Rejected {
             outcome,
             status,
             reason,
-        } => (Some(outcome.as_str()), Some(*status), Some(reason.as_str())),
+        } => Some(Rejection {
+            outcome: Cow::Borrowed(outcome.as_str()),
+            status: *status,
+            reason: Cow::Borrowed(reason),
+        }),
     };
-    connection
-        .prepare_cached(
-            "INSERT INTO journal (received_ms, remote_addr, via, method, path, body_size,
-                 body_sha256, headers, body, outcome, status, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?
-        .execute(params![
-            delivery.received_ms,
-            delivery.remote_addr,
-            delivery.via.as_str(),
-            delivery.method,
-            delivery.path,
-            delivery.body_size as i64,
-            delivery.body_sha256,
-            delivery.headers,
-            delivery.body.as_deref(),
-            outcome,
+    let meta = Meta {
+        received_ms: delivery.received_ms,
+        remote_addr: Cow::Borrowed(&delivery.remote_addr),
+        via: Cow::Borrowed(delivery.via.as_str()),
+        method: Cow::Borrowed(&delivery.method),
+        path: Cow::Borrowed(&delivery.path),
+        body_size: delivery.body_size as u64,
+        body_sha256: Cow::Borrowed(&delivery.body_sha256),
+        headers: delivery.headers.as_deref().map(Cow::Borrowed),
+        has_body: delivery.body.is_some(),
+        rejected,
+    };
+    let start = buffer.len();
+    buffer.extend_from_slice(&[0; HEADER_BYTES + 4]);
+    serde_json::to_writer(&mut *buffer, &meta).expect("a delivery's metadata serializes");
+    let meta_len = buffer.len() - start - HEADER_BYTES - 4;
+    if let Some(body) = &delivery.body {
+        buffer.extend_from_slice(body);
+    }
+    let payload_len = buffer.len() - start - HEADER_BYTES;
+    buffer[start + HEADER_BYTES..start + HEADER_BYTES + 4]
+        .copy_from_slice(&(meta_len as u32).to_le_bytes());
+    buffer[start + 8..start + 16].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32fast::hash(&buffer[start + 8..]);
+    buffer[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    buffer[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Rebuilds a delivery from a record's payload; `None` when the payload is damaged.
+fn decode(payload: &[u8]) -> Option<Delivery> {
+    let meta_len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+    let meta_bytes = payload.get(4..4 + meta_len)?;
+    let body = &payload[4 + meta_len..];
+    let meta: Meta = serde_json::from_slice(meta_bytes).ok()?;
+    let body = meta.has_body.then(|| bytes::Bytes::copy_from_slice(body));
+    let rejected = meta.rejected.map(|rejection| {
+        (
+            rejection.outcome.into_owned(),
+            rejection.status,
+            rejection.reason.into_owned(),
+        )
+    });
+    let verdict = verdict(body.as_deref(), rejected);
+    Some(Delivery {
+        received_ms: meta.received_ms,
+        remote_addr: meta.remote_addr.into_owned(),
+        via: Via::parse(&meta.via).unwrap_or(Via::Loopback),
+        method: meta.method.into_owned(),
+        path: meta.path.into_owned(),
+        body_size: meta.body_size as usize,
+        body_sha256: meta.body_sha256.into_owned(),
+        headers: meta.headers.map(Cow::into_owned),
+        body,
+        verdict,
+    })
+}
+
+/// Returns the verdict of a journaled delivery: the rejection it was answered with, or the
+/// alert parsed again from `body`.
+///
+/// The receiver parsed the same bytes before it responded, so a parse error here means the
+/// parser changed in between. Such a delivery is logged as malformed rather than dropped.
+fn verdict(body: Option<&[u8]>, rejected: Option<(String, u16, String)>) -> Verdict {
+    match rejected {
+        None => match crate::model::parse(body.unwrap_or_default()) {
+            Ok(alert) => Verdict::Alert(Box::new(alert)),
+            Err(error) => Verdict::Rejected {
+                outcome: Outcome::Malformed,
+                status: 400,
+                reason: error.to_string(),
+            },
+        },
+        Some((outcome, status, reason)) => Verdict::Rejected {
+            outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Malformed),
             status,
             reason,
-        ])?;
-    Ok(())
+        },
+    }
 }
 
-/// Returns the highest seq ever appended, 0 for an empty journal.
-pub(super) fn head(connection: &Connection) -> Result<i64, StoreError> {
-    Ok(connection
-        .prepare_cached("SELECT ifnull(max(seq), 0) FROM journal")?
-        .query_row([], |row| row.get(0))?)
+/// Reads the record at the reader's position: `Ok(None)` at the end of the segment or at
+/// a torn or damaged record, otherwise the seq, the payload and the record's length.
+fn read_record(reader: &mut impl Read) -> std::io::Result<Option<(u64, Vec<u8>, u64)>> {
+    let mut header = [0; HEADER_BYTES];
+    if !read_full(reader, &mut header)? {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("four bytes"));
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("four bytes"));
+    let seq = u64::from_le_bytes(header[8..16].try_into().expect("eight bytes"));
+    if len > MAX_PAYLOAD_BYTES {
+        return Ok(None);
+    }
+    let mut payload = vec![0; len as usize];
+    if !read_full(reader, &mut payload)? {
+        return Ok(None);
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[8..16]);
+    hasher.update(&payload);
+    if hasher.finalize() != crc {
+        return Ok(None);
+    }
+    Ok(Some((seq, payload, (HEADER_BYTES + len as usize) as u64)))
 }
 
-/// Deletes the rows up to and including `seq`, except the newest row, which keeps the
-/// seqs rising; returns how many.
-pub(super) fn remove_through(connection: &Connection, seq: i64) -> Result<usize, StoreError> {
-    Ok(connection
-        .prepare_cached(
-            "DELETE FROM journal WHERE seq <= min(?1, (SELECT max(seq) FROM journal) - 1)",
-        )?
-        .execute([seq])?)
+/// Fills `buffer`; returns `false` when the file ends first.
+fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<bool> {
+    match reader.read_exact(buffer) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
-/// Reads up to `limit` deliveries after `after`, oldest first.
-///
-/// An alert's body is parsed again here. The receiver parsed the same bytes before it
-/// responded, so a parse error means the parser changed in between. Such a delivery is
-/// logged as malformed rather than dropped.
-pub(super) fn read_after(
-    connection: &Connection,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<(i64, Delivery)>, StoreError> {
-    let mut statement = connection.prepare_cached(
-        "SELECT seq, received_ms, remote_addr, via, method, path, body_size, body_sha256,
-             headers, body, outcome, status, reason
-         FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![after, limit as i64], |row| {
-        let body: Option<Vec<u8>> = row.get(9)?;
-        let outcome: Option<String> = row.get(10)?;
-        let status: Option<u16> = row.get(11)?;
-        let reason: Option<String> = row.get(12)?;
-        let verdict = match outcome {
-            None => match crate::model::parse(body.as_deref().unwrap_or_default()) {
-                Ok(alert) => Verdict::Alert(Box::new(alert)),
-                Err(error) => Verdict::Rejected {
-                    outcome: Outcome::Malformed,
-                    status: 400,
-                    reason: error.to_string(),
-                },
-            },
-            Some(outcome) => Verdict::Rejected {
-                outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Malformed),
-                status: status.unwrap_or(400),
-                reason: reason.unwrap_or_default(),
-            },
+/// Lists the segments of the journal as (first seq, path), oldest first.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error(dir, error)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|error| io_error(dir, error))?.path();
+        if path.extension().and_then(|extension| extension.to_str()) != Some(SEGMENT_EXTENSION) {
+            continue;
+        }
+        if let Some(first) = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| stem.parse().ok())
+        {
+            found.push((first, path));
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.{SEGMENT_EXTENSION}"))
+}
+
+/// Reads a segment to its last intact record; returns that record's seq and the length
+/// of the intact part.
+fn scan(path: &Path) -> Result<(Option<u64>, u64), StoreError> {
+    let file = File::open(path).map_err(|error| io_error(path, error))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut last = None;
+    let mut intact = 0;
+    while let Some((seq, _, len)) =
+        read_record(&mut reader).map_err(|error| io_error(path, error))?
+    {
+        last = Some(seq);
+        intact += len;
+    }
+    Ok((last, intact))
+}
+
+/// Returns the seq of the newest intact record, 0 for an empty journal.
+fn head(dir: &Path) -> Result<u64, StoreError> {
+    for (_, path) in segments(dir)?.iter().rev() {
+        if let (Some(last), _) = scan(path)? {
+            return Ok(last);
+        }
+    }
+    Ok(0)
+}
+
+/// Appends deliveries to the journal; owned by the journal thread.
+pub(super) struct Appender {
+    dir: PathBuf,
+    /// The segment being appended to and its length; `None` before the first append and
+    /// after a failure that left the segment's end unknown.
+    segment: Option<(File, u64)>,
+    next_seq: u64,
+    buffer: Vec<u8>,
+}
+
+impl Appender {
+    /// Opens the journal in `data_dir` for appending, creating the directory if needed.
+    ///
+    /// A record torn by a crash is cut off the last segment. New seqs continue above both
+    /// the newest record and `applied`, the last seq applied to `alerts.db`, so they stay
+    /// above every seq handed out before even when every segment has been deleted.
+    pub(super) fn open(data_dir: &Path, applied: i64) -> Result<Self, StoreError> {
+        let dir = dir(data_dir);
+        fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
+        let mut newest = 0;
+        if let Some((_, path)) = segments(&dir)?.last() {
+            let (last, intact) = scan(path)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|error| io_error(path, error))?;
+            let len = file
+                .metadata()
+                .map_err(|error| io_error(path, error))?
+                .len();
+            if len > intact {
+                tracing::warn!(
+                    path = %path.display(),
+                    cut = len - intact,
+                    "cutting a torn record off the end of the journal"
+                );
+                file.set_len(intact)
+                    .map_err(|error| io_error(path, error))?;
+                file.sync_data().map_err(|error| io_error(path, error))?;
+            }
+            newest = last.unwrap_or(0);
+        }
+        Ok(Self {
+            dir,
+            segment: None,
+            next_seq: newest.max(applied.max(0) as u64) + 1,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Returns the seq of the newest record appended.
+    pub(super) fn head(&self) -> i64 {
+        self.next_seq as i64 - 1
+    }
+
+    /// Appends `deliveries` with one write and flushes them to disk with one
+    /// `fdatasync`; returns the seq of the last one.
+    ///
+    /// When this fails, the deliveries are answered with an error, and their records are
+    /// cut off when possible. A record that outlives the failure on disk is applied after
+    /// a restart, and the sender's retry is then logged as a duplicate.
+    pub(super) fn append<'a>(
+        &mut self,
+        deliveries: impl IntoIterator<Item = &'a Delivery>,
+    ) -> Result<i64, StoreError> {
+        self.buffer.clear();
+        let mut seq = self.next_seq;
+        for delivery in deliveries {
+            encode(&mut self.buffer, seq, delivery);
+            seq += 1;
+        }
+        if seq == self.next_seq {
+            return Ok(self.head());
+        }
+        let full = self
+            .segment
+            .as_ref()
+            .is_none_or(|(_, len)| *len >= SEGMENT_BYTES);
+        if full {
+            self.segment = None;
+            self.segment = Some((self.create_segment()?, 0));
+        }
+        let first = self.next_seq;
+        // The seqs are used up even when the write fails: a reader may have seen the
+        // failed records, so their seqs never name other deliveries.
+        self.next_seq = seq;
+        let (file, len) = self.segment.as_mut().expect("a segment is open");
+        let written = file.write_all(&self.buffer).and_then(|()| file.sync_data());
+        if let Err(error) = written {
+            // Cut off what this batch wrote, so the next batch follows the last intact
+            // record; if even that fails, the next batch starts a new segment, and
+            // readers stop reading this one where the next begins.
+            if file.set_len(*len).is_err() || file.seek(SeekFrom::Start(*len)).is_err() {
+                self.segment = None;
+            }
+            return Err(io_error(&segment_path(&self.dir, first), error));
+        }
+        *len += self.buffer.len() as u64;
+        Ok(self.head())
+    }
+
+    /// Creates the segment that starts at the next seq and makes its name durable.
+    fn create_segment(&self) -> Result<File, StoreError> {
+        let path = segment_path(&self.dir, self.next_seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|error| io_error(&path, error))?;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|error| io_error(&self.dir, error))?;
+        Ok(file)
+    }
+}
+
+/// Reads journaled deliveries in seq order; owned by the writer thread.
+pub(super) struct Reader {
+    dir: PathBuf,
+    /// The next seq to return.
+    next_seq: u64,
+    segment: Option<ReadSegment>,
+}
+
+/// The segment a [`Reader`] is in.
+struct ReadSegment {
+    first: u64,
+    reader: BufReader<File>,
+    /// Position of the next record to read.
+    offset: u64,
+    /// First seq of the following segment, if one exists: records at or above it are
+    /// left over from a write that failed and are not part of this segment.
+    end: Option<u64>,
+}
+
+impl Reader {
+    /// Starts reading after `applied`.
+    pub(super) fn new(data_dir: &Path, applied: i64) -> Self {
+        Self {
+            dir: dir(data_dir),
+            next_seq: applied.max(0) as u64 + 1,
+            segment: None,
+        }
+    }
+
+    /// Reads up to `limit` deliveries after the last one read, none after `head`.
+    ///
+    /// Each call reads from the file afresh instead of from bytes buffered by an earlier
+    /// call, which may belong to a batch whose write failed and was cut off since.
+    pub(super) fn read(
+        &mut self,
+        head: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Delivery)>, StoreError> {
+        let listing = segments(&self.dir)?;
+        if let Some(segment) = &mut self.segment {
+            segment.end = following(&listing, segment.first);
+            let path = segment_path(&self.dir, segment.first);
+            segment
+                .reader
+                .seek(SeekFrom::Start(segment.offset))
+                .map_err(|error| io_error(&path, error))?;
+        }
+        let mut rows = Vec::new();
+        while rows.len() < limit && (self.next_seq as i64) <= head {
+            let Some(segment) = &mut self.segment else {
+                if !self.open_segment(&listing)? {
+                    break;
+                }
+                continue;
+            };
+            let path = segment_path(&self.dir, segment.first);
+            let record =
+                read_record(&mut segment.reader).map_err(|error| io_error(&path, error))?;
+            let seq = match record {
+                Some((seq, payload, len)) if segment.end.is_none_or(|end| seq < end) => {
+                    segment.offset += len;
+                    if seq < self.next_seq {
+                        continue;
+                    }
+                    self.skip_to(seq);
+                    match decode(&payload) {
+                        Some(delivery) => rows.push((seq as i64, delivery)),
+                        None => {
+                            tracing::error!(seq, "a journal record cannot be read; skipping it")
+                        }
+                    }
+                    seq
+                }
+                _ => {
+                    // The segment ends here. Without a following segment, records up to
+                    // `head` are missing only if the file was damaged after it was written.
+                    let Some(end) = segment.end else {
+                        tracing::error!(
+                            path = %path.display(),
+                            seq = self.next_seq,
+                            "the journal ends before a record it acknowledged"
+                        );
+                        break;
+                    };
+                    self.segment = None;
+                    self.skip_to(end);
+                    continue;
+                }
+            };
+            self.next_seq = seq + 1;
+        }
+        Ok(rows)
+    }
+
+    /// Moves the next seq up to `seq`, logging the seqs passed over.
+    fn skip_to(&mut self, seq: u64) {
+        if seq > self.next_seq {
+            tracing::warn!(
+                from = self.next_seq,
+                to = seq - 1,
+                "journal seqs not found: a failed write, or a damaged segment"
+            );
+            self.next_seq = seq;
+        }
+    }
+
+    /// Goes back to the delivery after `applied`, for a batch that failed to apply.
+    pub(super) fn rewind(&mut self, applied: i64) {
+        self.next_seq = applied.max(0) as u64 + 1;
+        self.segment = None;
+    }
+
+    /// Opens the segment that contains the next seq, or else the first one after it;
+    /// returns `false` when there is neither.
+    fn open_segment(&mut self, listing: &[(u64, PathBuf)]) -> Result<bool, StoreError> {
+        let found = listing
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= self.next_seq)
+            .or_else(|| listing.first());
+        let Some((first, path)) = found else {
+            return Ok(false);
         };
-        let via: String = row.get(3)?;
-        let delivery = Delivery {
-            received_ms: row.get(1)?,
-            remote_addr: row.get(2)?,
-            via: Via::parse(&via).unwrap_or(Via::Loopback),
-            method: row.get(4)?,
-            path: row.get(5)?,
-            body_size: row.get::<_, i64>(6)? as usize,
-            body_sha256: row.get(7)?,
-            headers: row.get(8)?,
-            body: body.map(bytes::Bytes::from),
-            verdict,
-        };
-        Ok((row.get(0)?, delivery))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        self.skip_to(*first);
+        let file = File::open(path).map_err(|error| io_error(path, error))?;
+        self.segment = Some(ReadSegment {
+            first: *first,
+            reader: BufReader::with_capacity(256 * 1024, file),
+            offset: 0,
+            end: following(listing, *first),
+        });
+        Ok(true)
+    }
+}
+
+/// Returns the first seq of the segment after the one that starts at `first`.
+fn following(listing: &[(u64, PathBuf)], first: u64) -> Option<u64> {
+    listing
+        .iter()
+        .map(|(other, _)| *other)
+        .find(|other| *other > first)
+}
+
+/// Deletes the segments whose records are all at or below `durable`; returns how many.
+/// The newest segment always stays.
+pub(super) fn remove_through(data_dir: &Path, durable: i64) -> Result<usize, StoreError> {
+    let segments = segments(&dir(data_dir))?;
+    let mut removed = 0;
+    for pair in segments.windows(2) {
+        let (_, path) = &pair[0];
+        let (next_first, _) = pair[1];
+        if next_first as i64 - 1 > durable {
+            break;
+        }
+        fs::remove_file(path).map_err(|error| io_error(path, error))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Returns the last journal seq applied to `alerts.db`, as `connection` reads it.
@@ -211,10 +586,8 @@ pub(super) fn set_applied(connection: &Connection, seq: i64) -> Result<(), Store
 /// Counts the deliveries journaled but not yet applied to the `alerts.db` that `reader`
 /// reads.
 pub(super) fn pending(data_dir: &Path, reader: &Connection) -> Result<i64, StoreError> {
-    let Some(journal) = open_reader(data_dir)? else {
-        return Ok(0);
-    };
-    Ok((head(&journal)? - applied(reader)?).max(0))
+    let head = head(&dir(data_dir))? as i64;
+    Ok((head - applied(reader)?).max(0))
 }
 
 /// Waits until `alerts.db` contains every delivery journaled before the call, or until
@@ -227,10 +600,7 @@ pub(super) fn wait_until_applied(
     reader: &Connection,
     patience: Duration,
 ) -> Result<i64, StoreError> {
-    let Some(journal) = open_reader(data_dir)? else {
-        return Ok(0);
-    };
-    let target = head(&journal)?;
+    let target = head(&dir(data_dir))? as i64;
     let mut last = applied(reader)?;
     let mut progress_at = Instant::now();
     while last < target {
@@ -245,6 +615,77 @@ pub(super) fn wait_until_applied(
         }
     }
     Ok(0)
+}
+
+/// Reads, in batches of up to `limit`, the deliveries that the SQLite journal of earlier
+/// versions holds above `after`; `None` when there is no such journal.
+pub(super) fn legacy_rows(
+    data_dir: &Path,
+    after: i64,
+    limit: usize,
+) -> Result<Option<Vec<(i64, Delivery)>>, StoreError> {
+    let path = data_dir.join(LEGACY_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let connection = Connection::open(&path).map_err(|source| StoreError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let exists: bool = connection.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'journal'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(Some(Vec::new()));
+    }
+    let mut statement = connection.prepare(
+        "SELECT seq, received_ms, remote_addr, via, method, path, body_size, body_sha256,
+             headers, body, outcome, status, reason
+         FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![after, limit as i64], |row| {
+        let body: Option<Vec<u8>> = row.get(9)?;
+        let outcome: Option<String> = row.get(10)?;
+        let rejected = match outcome {
+            None => None,
+            Some(outcome) => Some((
+                outcome,
+                row.get::<_, Option<u16>>(11)?.unwrap_or(400),
+                row.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            )),
+        };
+        let via: String = row.get(3)?;
+        let delivery = Delivery {
+            received_ms: row.get(1)?,
+            remote_addr: row.get(2)?,
+            via: Via::parse(&via).unwrap_or(Via::Loopback),
+            method: row.get(4)?,
+            path: row.get(5)?,
+            body_size: row.get::<_, i64>(6)? as usize,
+            body_sha256: row.get(7)?,
+            headers: row.get(8)?,
+            verdict: verdict(body.as_deref(), rejected),
+            body: body.map(bytes::Bytes::from),
+        };
+        Ok((row.get(0)?, delivery))
+    })?;
+    let deliveries = rows.collect::<Result<_, _>>()?;
+    Ok(Some(deliveries))
+}
+
+/// Removes the SQLite journal of earlier versions once its deliveries are applied.
+pub(super) fn remove_legacy(data_dir: &Path) -> Result<(), StoreError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let path = data_dir.join(format!("{LEGACY_FILE}{suffix}"));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(&path, error)),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -263,11 +704,30 @@ mod tests {
             method: "POST".to_owned(),
             path: "/webhook".to_owned(),
             body_size: body.len(),
-            body_sha256: String::new(),
-            headers: Some("{}".to_owned()),
+            body_sha256: "c0ffee".to_owned(),
+            headers: Some(r#"{"user-agent":"test \"quoted\""}"#.to_owned()),
             body: Some(bytes::Bytes::copy_from_slice(body)),
             verdict: Verdict::Alert(Box::new(crate::model::parse(body).unwrap())),
         }
+    }
+
+    fn rejected_delivery() -> Delivery {
+        Delivery {
+            body: None,
+            headers: None,
+            verdict: Verdict::Rejected {
+                outcome: Outcome::BadSignature,
+                status: 401,
+                reason: "signature does not match".to_owned(),
+            },
+            ..alert_delivery(EXAMPLE)
+        }
+    }
+
+    fn with_id(id: &str) -> Vec<u8> {
+        let mut value: serde_json::Value = serde_json::from_slice(EXAMPLE).unwrap();
+        value["content"]["id"] = id.into();
+        serde_json::to_vec(&value).unwrap()
     }
 
     fn retention() -> Retention {
@@ -277,7 +737,7 @@ mod tests {
         }
     }
 
-    /// Starts a writer on `data_dir`, lets it apply the journal's rows, and stops it.
+    /// Starts a writer on `data_dir`, lets it apply the journal, and stops it.
     fn run_writer(data_dir: &Path) {
         let (store, connection) = Store::open(data_dir).unwrap();
         let (handle, thread) = WriterHandle::spawn(&store, connection, retention()).unwrap();
@@ -285,30 +745,181 @@ mod tests {
         thread.join().unwrap();
     }
 
+    fn database(data_dir: &Path) -> Connection {
+        Connection::open(data_dir.join(super::super::DATABASE_FILE)).unwrap()
+    }
+
     fn count(data_dir: &Path, sql: &str) -> i64 {
-        let reader = Connection::open(data_dir.join(super::super::DATABASE_FILE)).unwrap();
-        reader.query_row(sql, [], |row| row.get(0)).unwrap()
+        database(data_dir)
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// Appends `deliveries` as a process that stops before applying them would.
+    fn journal(data_dir: &Path, deliveries: &[Delivery]) -> i64 {
+        let mut appender = Appender::open(data_dir, 0).unwrap();
+        appender.append(deliveries).unwrap()
+    }
+
+    fn outcomes(data_dir: &Path) -> Vec<String> {
+        database(data_dir)
+            .prepare("SELECT outcome FROM deliveries ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn records_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = [alert_delivery(EXAMPLE), rejected_delivery()];
+        assert_eq!(journal(dir.path(), &written), 2);
+        let read = Reader::new(dir.path(), 0).read(2, 10).unwrap();
+        assert_eq!(read.len(), 2);
+        for ((seq, delivery), (expected_seq, original)) in
+            read.iter().zip([1, 2].iter().zip(&written))
+        {
+            assert_eq!(seq, expected_seq);
+            assert_eq!(format!("{delivery:?}"), format!("{original:?}"));
+        }
+    }
+
+    #[test]
+    fn reader_stops_at_head_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let deliveries: Vec<_> = (0..5).map(|_| alert_delivery(EXAMPLE)).collect();
+        journal(dir.path(), &deliveries);
+        let mut reader = Reader::new(dir.path(), 1);
+        let seqs =
+            |rows: Vec<(i64, Delivery)>| rows.into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(reader.read(3, 10).unwrap()),
+            [2, 3],
+            "only committed records"
+        );
+        assert_eq!(seqs(reader.read(5, 1).unwrap()), [4]);
+        assert_eq!(seqs(reader.read(5, 10).unwrap()), [5]);
+        assert!(reader.read(5, 10).unwrap().is_empty());
+        reader.rewind(2);
+        assert_eq!(seqs(reader.read(5, 10).unwrap()), [3, 4, 5]);
+    }
+
+    #[test]
+    fn reader_follows_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        let big = alert_delivery(&with_id("big"));
+        let per_batch = 400;
+        let batch: Vec<_> = (0..per_batch).map(|_| alert_delivery(EXAMPLE)).collect();
+        let mut head = 0;
+        while segments(&super::dir(dir.path())).unwrap().len() < 3 {
+            head = appender.append(&batch).unwrap();
+        }
+        head = appender.append([&big]).unwrap().max(head);
+        let mut reader = Reader::new(dir.path(), 0);
+        let mut seen = Vec::new();
+        loop {
+            let rows = reader.read(head, 1000).unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            seen.extend(rows.into_iter().map(|(seq, _)| seq));
+        }
+        assert_eq!(seen, (1..=head).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn torn_record_is_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        journal(
+            dir.path(),
+            &[alert_delivery(EXAMPLE), alert_delivery(EXAMPLE)],
+        );
+        let (_, path) = segments(&super::dir(dir.path())).unwrap().pop().unwrap();
+        let intact = fs::metadata(&path).unwrap().len();
+        // A power loss in the middle of the next batch leaves half a record behind.
+        let mut torn = Vec::new();
+        encode(&mut torn, 3, &alert_delivery(EXAMPLE));
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&torn[..torn.len() / 2]).unwrap();
+        drop(file);
+        assert_eq!(head(&super::dir(dir.path())).unwrap(), 2);
+
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), intact);
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 3);
+        let read = Reader::new(dir.path(), 0).read(3, 10).unwrap();
+        assert_eq!(
+            read.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn damaged_record_fails_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        journal(dir.path(), &[alert_delivery(EXAMPLE)]);
+        let (_, path) = segments(&super::dir(dir.path())).unwrap().pop().unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x20;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(scan(&path).unwrap(), (None, 0));
+    }
+
+    #[test]
+    fn seqs_continue_above_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every segment was deleted after seq 41 was applied and made durable.
+        let mut appender = Appender::open(dir.path(), 41).unwrap();
+        assert_eq!(appender.head(), 41);
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 42);
+        let read = Reader::new(dir.path(), 41).read(42, 10).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].0, 42);
+    }
+
+    #[test]
+    fn removal_keeps_segments_with_unapplied_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = super::dir(dir.path());
+        for first in [1, 10, 20] {
+            fs::create_dir_all(&journal_dir).unwrap();
+            fs::write(segment_path(&journal_dir, first), b"").unwrap();
+        }
+        assert_eq!(
+            remove_through(dir.path(), 8).unwrap(),
+            0,
+            "seq 9 is not durable yet"
+        );
+        assert_eq!(remove_through(dir.path(), 9).unwrap(), 1);
+        assert_eq!(
+            remove_through(dir.path(), 1_000).unwrap(),
+            1,
+            "the newest segment stays"
+        );
+        let left: Vec<u64> = segments(&journal_dir)
+            .unwrap()
+            .into_iter()
+            .map(|(first, _)| first)
+            .collect();
+        assert_eq!(left, [20]);
     }
 
     #[test]
     fn journaled_deliveries_are_applied_at_start() {
         let dir = tempfile::tempdir().unwrap();
         Store::open(dir.path()).unwrap();
-        // Deliveries acknowledged by a process that stopped before applying them.
-        let journal = open(dir.path()).unwrap();
-        append(&journal, &alert_delivery(EXAMPLE)).unwrap();
-        append(&journal, &alert_delivery(EXAMPLE)).unwrap();
-        let rejected = Delivery {
-            body: None,
-            verdict: Verdict::Rejected {
-                outcome: Outcome::BadSignature,
-                status: 401,
-                reason: "signature does not match".to_owned(),
-            },
-            ..alert_delivery(EXAMPLE)
-        };
-        append(&journal, &rejected).unwrap();
-        drop(journal);
+        journal(
+            dir.path(),
+            &[
+                alert_delivery(EXAMPLE),
+                alert_delivery(EXAMPLE),
+                rejected_delivery(),
+            ],
+        );
 
         run_writer(dir.path());
         assert_eq!(count(dir.path(), "SELECT count(*) FROM alerts"), 1);
@@ -317,16 +928,11 @@ mod tests {
             2,
             "the redelivery is counted"
         );
-        let reader = Connection::open(dir.path().join(super::super::DATABASE_FILE)).unwrap();
-        let outcomes: Vec<String> = reader
-            .prepare("SELECT outcome FROM deliveries ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(outcomes, ["stored", "duplicate", "bad_signature"]);
-        assert_eq!(applied(&reader).unwrap(), 3);
+        assert_eq!(
+            outcomes(dir.path()),
+            ["stored", "duplicate", "bad_signature"]
+        );
+        assert_eq!(applied(&database(dir.path())).unwrap(), 3);
         assert_eq!(Store::pending(dir.path()).unwrap(), 0);
     }
 
@@ -334,45 +940,14 @@ mod tests {
     fn applied_deliveries_are_not_applied_again() {
         let dir = tempfile::tempdir().unwrap();
         Store::open(dir.path()).unwrap();
-        let journal = open(dir.path()).unwrap();
-        append(&journal, &alert_delivery(EXAMPLE)).unwrap();
-        drop(journal);
+        journal(dir.path(), &[alert_delivery(EXAMPLE)]);
         run_writer(dir.path());
-
-        // The journal rows stay until a checkpoint proves them durable; a writer that
-        // starts again must skip them by the recorded seq.
-        let journal = open(dir.path()).unwrap();
-        journal
-            .execute(
-                "INSERT INTO journal (seq, received_ms, remote_addr, via, method, path,
-                     body_size, body_sha256, body)
-                 VALUES (1, 0, '', 'loopback', 'POST', '/webhook', 0, '', ?1)
-                 ON CONFLICT (seq) DO NOTHING",
-                [EXAMPLE],
-            )
-            .unwrap();
-        drop(journal);
+        // The newest segment stays; a writer that starts again must skip its record by
+        // the recorded seq.
+        assert_eq!(head(&super::dir(dir.path())).unwrap(), 1);
         run_writer(dir.path());
         assert_eq!(count(dir.path(), "SELECT delivery_count FROM alerts"), 1);
         assert_eq!(count(dir.path(), "SELECT count(*) FROM deliveries"), 1);
-    }
-
-    #[test]
-    fn applied_rows_leave_the_journal_at_shutdown() {
-        let dir = tempfile::tempdir().unwrap();
-        Store::open(dir.path()).unwrap();
-        let journal = open(dir.path()).unwrap();
-        for _ in 0..3 {
-            append(&journal, &alert_delivery(EXAMPLE)).unwrap();
-        }
-        run_writer(dir.path());
-        let left: i64 = journal
-            .query_row("SELECT count(*) FROM journal", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(left, 1, "only the newest row stays");
-        assert_eq!(head(&journal).unwrap(), 3);
-        append(&journal, &alert_delivery(EXAMPLE)).unwrap();
-        assert_eq!(head(&journal).unwrap(), 4, "a seq is never reused");
     }
 
     #[test]
@@ -388,19 +963,14 @@ mod tests {
             )
             .unwrap();
         drop(connection);
-        let with_id = |id: &str| {
-            let mut value: serde_json::Value = serde_json::from_slice(EXAMPLE).unwrap();
-            value["content"]["id"] = id.into();
-            serde_json::to_vec(&value).unwrap()
-        };
-        let journal = open(dir.path()).unwrap();
-        for id in ["before", "poison", "after"] {
-            append(&journal, &alert_delivery(&with_id(id))).unwrap();
-        }
-        drop(journal);
+        let deliveries: Vec<_> = ["before", "poison", "after"]
+            .into_iter()
+            .map(|id| alert_delivery(&with_id(id)))
+            .collect();
+        journal(dir.path(), &deliveries);
 
         run_writer(dir.path());
-        let reader = Connection::open(dir.path().join(super::super::DATABASE_FILE)).unwrap();
+        let reader = database(dir.path());
         let rows: Vec<(Option<String>, String, String)> = reader
             .prepare("SELECT alert_id, outcome, reason FROM deliveries ORDER BY id")
             .unwrap()
@@ -431,12 +1001,62 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         Store::open(dir.path()).unwrap();
         assert_eq!(Store::pending(dir.path()).unwrap(), 0, "no journal yet");
-        let journal = open(dir.path()).unwrap();
-        append(&journal, &alert_delivery(EXAMPLE)).unwrap();
-        append(&journal, &alert_delivery(EXAMPLE)).unwrap();
+        journal(
+            dir.path(),
+            &[alert_delivery(EXAMPLE), alert_delivery(EXAMPLE)],
+        );
         assert_eq!(Store::pending(dir.path()).unwrap(), 2);
-        let reader = Connection::open(dir.path().join(super::super::DATABASE_FILE)).unwrap();
-        let waited = wait_until_applied(dir.path(), &reader, Duration::from_millis(50)).unwrap();
+        let waited =
+            wait_until_applied(dir.path(), &database(dir.path()), Duration::from_millis(50))
+                .unwrap();
         assert_eq!(waited, 2, "no writer runs, so both are still pending");
+    }
+
+    #[test]
+    fn previous_sqlite_journal_is_applied_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path()).unwrap();
+        let legacy = Connection::open(dir.path().join(LEGACY_FILE)).unwrap();
+        legacy
+            .execute_batch(
+                "CREATE TABLE journal (seq INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL,
+                     remote_addr TEXT NOT NULL, via TEXT NOT NULL, method TEXT NOT NULL,
+                     path TEXT NOT NULL, body_size INTEGER NOT NULL, body_sha256 TEXT NOT NULL,
+                     headers TEXT, body BLOB, outcome TEXT, status INTEGER, reason TEXT);",
+            )
+            .unwrap();
+        for (seq, id) in [(7, "seven"), (8, "eight")] {
+            legacy
+                .execute(
+                    "INSERT INTO journal (seq, received_ms, remote_addr, via, method, path,
+                         body_size, body_sha256, body)
+                     VALUES (?1, ?2, '127.0.0.1:9', 'loopback', 'POST', '/webhook', 0, '', ?3)",
+                    params![seq, crate::store::now_ms(), with_id(id)],
+                )
+                .unwrap();
+        }
+        legacy
+            .execute(
+                "INSERT INTO journal (seq, received_ms, remote_addr, via, method, path,
+                     body_size, body_sha256, outcome, status, reason)
+                 VALUES (9, ?1, '127.0.0.1:9', 'loopback', 'POST', '/webhook', 0, '',
+                     'unauthorized', 401, 'no credentials')",
+                [crate::store::now_ms()],
+            )
+            .unwrap();
+        drop(legacy);
+        // Seq 7 was applied before the upgrade.
+        set_applied(&database(dir.path()), 7).unwrap();
+
+        run_writer(dir.path());
+        assert_eq!(outcomes(dir.path()), ["stored", "unauthorized"]);
+        assert_eq!(
+            count(dir.path(), "SELECT count(*) FROM alerts WHERE id = 'eight'"),
+            1
+        );
+        assert!(!dir.path().join(LEGACY_FILE).exists());
+        let mut appender =
+            Appender::open(dir.path(), applied(&database(dir.path())).unwrap()).unwrap();
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 10);
     }
 }

@@ -1,13 +1,13 @@
-//! The alert store: two SQLite files in the data directory, `alerts.db` with the alerts
-//! and the delivery log, and `journal.db` with deliveries not yet applied to it.
+//! The alert store in the data directory: the SQLite database `alerts.db` with the alerts
+//! and the delivery log, and the `journal` directory with deliveries not yet applied to it.
 //!
 //! # Durability
-//! Both databases run in WAL mode with `synchronous = FULL`, so a committed transaction
-//! survives a crash or power loss. Every delivery is first appended to the [`journal`] by
-//! one thread, which commits concurrent deliveries together (group commit): one disk
-//! flush serves a whole batch, and each delivery gets its response only after its batch
-//! committed. The [`writer`] thread then applies the journal to `alerts.db` in large
-//! batches, off the response path.
+//! Every delivery is first appended to the [`journal`] by one thread, which writes
+//! concurrent deliveries together (group commit): one disk flush serves a whole batch, and
+//! each delivery gets its response only after its batch is on disk. The [`writer`] thread
+//! then applies the journal to `alerts.db` (WAL mode) in large batches, off the response
+//! path. A journal segment is deleted only after a checkpoint has made its application
+//! durable, so a crash or power loss loses no acknowledged delivery.
 //!
 //! # Concurrency
 //! Readers open their own connections ([`Store::open_reader`]); WAL lets them read while
@@ -75,6 +75,11 @@ pub enum StoreError {
     WriterStopped,
     #[error("alert {0:?} not found")]
     NotFound(String),
+    #[error("failed to write or read the intake journal at {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -86,7 +91,8 @@ impl StoreError {
                 error.code,
                 DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked
             ),
-            Self::WriterStopped => true,
+            // Disk full, read-only or failing; the journal holds nothing else that can fail.
+            Self::Journal { .. } | Self::WriterStopped => true,
             _ => false,
         }
     }

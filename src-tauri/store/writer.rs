@@ -17,6 +17,7 @@
 //! are not yet applied. While the writer cannot apply (a full disk), the journal rejects
 //! new deliveries, so senders get 503 and retry.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -44,8 +45,6 @@ const MAX_BACKLOG: i64 = 100_000;
 /// Nice value of the writer thread (0 is the default, 19 the lowest priority).
 #[cfg(target_os = "linux")]
 const WRITER_NICE: i32 = 10;
-/// Applied rows the journal collects before they are deleted in one go.
-const REMOVE_EVERY: i64 = 1024;
 /// Deliveries that may wait for the writer before handlers block.
 const QUEUE_CAPACITY: usize = 4096;
 /// How often old delivery-log rows are removed.
@@ -276,18 +275,20 @@ impl WriterHandle {
         connection: Connection,
         retention: Retention,
     ) -> Result<(Self, thread::JoinHandle<()>), StoreError> {
-        let journal_writer = journal::open_appender(store.data_dir())?;
-        let journal_reader = journal::open(store.data_dir())?;
+        let data_dir = store.data_dir().to_owned();
+        let mut connection = connection;
+        apply_legacy_journal(&data_dir, &mut connection)?;
+        let applied = journal::applied(&connection)?;
+        let appender = journal::Appender::open(&data_dir, applied)?;
+        let journal_reader = journal::Reader::new(&data_dir, applied);
         let checkpointer = store.open_connection()?;
-        let journal_checkpointer = journal::open(store.data_dir())?;
-        journal_writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         // The journal keeps every delivery until a checkpoint has made its application
         // durable, so the writer's commits need no flush of their own.
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         let shared = Arc::new(Shared {
-            head: AtomicI64::new(journal::head(&journal_writer)?),
-            applied: AtomicI64::new(journal::applied(&connection)?),
+            head: AtomicI64::new(appender.head()),
+            applied: AtomicI64::new(applied),
             // Nothing is known to be on disk until the first checkpoint.
             durable: AtomicI64::new(0),
             failure: Mutex::new(None),
@@ -300,12 +301,13 @@ impl WriterHandle {
 
         let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
         let checkpoint_shared = Arc::clone(&shared);
+        let checkpoint_dir = data_dir.clone();
         let checkpoint_thread = thread::Builder::new()
             .name("store-checkpoint".to_owned())
             .spawn(move || {
                 checkpoint_until_stopped(
                     &checkpointer,
-                    &journal_checkpointer,
+                    &checkpoint_dir,
                     &stopped,
                     &checkpoint_shared,
                 );
@@ -315,7 +317,7 @@ impl WriterHandle {
         let journal_shared = Arc::clone(&shared);
         let journal_thread = thread::Builder::new()
             .name("store-journal".to_owned())
-            .spawn(move || run_journal(journal_writer, receiver, doorbell, &journal_shared))
+            .spawn(move || run_journal(appender, receiver, doorbell, &journal_shared))
             .expect("failed to spawn the store journal thread");
 
         let join = thread::Builder::new()
@@ -328,15 +330,12 @@ impl WriterHandle {
                     events: thread_events,
                     shared,
                 };
-                let (journal, shared) = writer.run(rung, retention);
                 // Dropping the sender ends the checkpoint thread after a last checkpoint,
-                // which makes everything applied durable.
+                // which makes everything applied durable and removes the journal
+                // segments that are no longer needed.
+                writer.run(rung, retention);
                 drop(stop_checkpoints);
                 let _ = checkpoint_thread.join();
-                let durable = shared.durable.load(Ordering::Acquire);
-                if let Err(error) = journal::remove_through(&journal, durable) {
-                    tracing::warn!(%error, "failed to remove applied deliveries from the journal");
-                }
                 let _ = journal_thread.join();
             })
             .expect("failed to spawn the store writer thread");
@@ -377,13 +376,12 @@ fn lower_priority() {
 
 /// Appends queued deliveries to the journal, a batch per commit, and replies to each one.
 fn run_journal(
-    connection: Connection,
+    mut appender: journal::Appender,
     mut receiver: mpsc::Receiver<Job>,
     doorbell: SyncSender<()>,
     shared: &Shared,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut removed_through = 0;
     let mut failing = false;
     while let Some(job) = receiver.blocking_recv() {
         batch.push(job);
@@ -394,7 +392,7 @@ fn run_journal(
             }
             continue;
         }
-        match append_batch(&connection, &batch, shared, &mut removed_through) {
+        match appender.append(batch.iter().map(|job| &job.delivery)) {
             Ok(head) => {
                 shared.head.fetch_max(head, Ordering::AcqRel);
                 if failing {
@@ -420,34 +418,9 @@ fn run_journal(
             }
         }
     }
-    drop(connection);
+    drop(appender);
     // The writer applies what is left and stops once the doorbell is gone.
     drop(doorbell);
-}
-
-/// Appends `batch` in one transaction, removing applied rows on the way; returns the
-/// journal's head.
-fn append_batch(
-    connection: &Connection,
-    batch: &[Job],
-    shared: &Shared,
-    removed_through: &mut i64,
-) -> Result<i64, StoreError> {
-    let transaction = connection.unchecked_transaction()?;
-    for job in batch {
-        journal::append(&transaction, &job.delivery)?;
-    }
-    let head = transaction.last_insert_rowid();
-    let durable = shared.durable.load(Ordering::Acquire);
-    let remove = durable - *removed_through >= REMOVE_EVERY;
-    if remove {
-        journal::remove_through(&transaction, durable)?;
-    }
-    transaction.commit()?;
-    if remove {
-        *removed_through = durable;
-    }
-    Ok(head)
 }
 
 /// Holds the journal thread while more than [`MAX_BACKLOG`] deliveries wait to be applied,
@@ -464,15 +437,14 @@ fn wait_for_backlog(shared: &Shared, head: i64) {
 /// delivery log in shape.
 struct Writer {
     connection: Connection,
-    journal: Connection,
+    journal: journal::Reader,
     events: broadcast::Sender<AlertEvent>,
     shared: Arc<Shared>,
 }
 
 impl Writer {
-    /// Applies until the journal thread stops and its last deliveries are applied; returns
-    /// the journal connection for the final clean-up.
-    fn run(mut self, rung: Receiver<()>, retention: Retention) -> (Connection, Arc<Shared>) {
+    /// Applies until the journal thread stops and its last deliveries are applied.
+    fn run(mut self, rung: Receiver<()>, retention: Retention) {
         let mut last_prune = Instant::now() - PRUNE_INTERVAL;
         let mut last_index = Instant::now();
         // Alerts from before a restart may still wait for the full-text index.
@@ -572,7 +544,6 @@ impl Writer {
             tracing::warn!(%error, "failed to prune delivery log");
         }
         tracing::debug!("store writer stopped");
-        (self.journal, self.shared)
     }
 
     /// Waits while deliveries keep arriving, until a whole batch is journaled, the journal
@@ -600,48 +571,47 @@ impl Writer {
     /// Applies up to [`APPLY_BATCH`] journaled deliveries in one transaction, then
     /// publishes their events; returns how many it read from the journal.
     fn apply_batch(&mut self) -> Result<usize, StoreError> {
-        let from = self.shared.applied.load(Ordering::Acquire);
-        let rows = journal::read_after(&self.journal, from, APPLY_BATCH)?;
-        if rows.is_empty() {
-            return Ok(0);
+        let head = self.shared.head.load(Ordering::Acquire);
+        let result = self
+            .journal
+            .read(head, APPLY_BATCH)
+            .and_then(|rows| self.apply_read(&rows).map(|()| rows.len()));
+        if result.is_err() {
+            // Read again from the first delivery not applied on the next attempt.
+            self.journal
+                .rewind(self.shared.applied.load(Ordering::Acquire));
         }
-        match self.apply_rows(&rows) {
-            Ok(()) => Ok(rows.len()),
+        result
+    }
+
+    /// Applies `rows`, read from the journal, in one transaction, or one at a time when
+    /// the batch fails for a reason other than the disk.
+    fn apply_read(&mut self, rows: &[(i64, Delivery)]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self.apply_rows(rows) {
+            Ok(()) => Ok(()),
             Err(error) if error.is_storage_unavailable() => Err(error),
             Err(error) => {
                 // The disk takes writes, so some delivery of the batch cannot be applied.
                 // Applying one at a time finds it, and the others are not held up by it.
                 tracing::warn!(%error, "failed to apply a batch; applying its deliveries one at a time");
-                for row in &rows {
+                for row in rows {
                     match self.apply_rows(std::slice::from_ref(row)) {
                         Ok(()) => {}
                         Err(error) if error.is_storage_unavailable() => return Err(error),
                         Err(error) => self.record_failure(row, &error)?,
                     }
                 }
-                Ok(rows.len())
+                Ok(())
             }
         }
     }
 
     /// Applies `rows` in one transaction, then publishes their events.
     fn apply_rows(&mut self, rows: &[(i64, Delivery)]) -> Result<(), StoreError> {
-        let Some(&(last, _)) = rows.last() else {
-            return Ok(());
-        };
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Another writer on the same data directory may have applied some already.
-        let done = journal::applied(&transaction)?;
-        let mut events = Vec::with_capacity(rows.len());
-        for (_, delivery) in rows.iter().filter(|(seq, _)| *seq > done) {
-            let (_, event) = apply(&transaction, delivery)?;
-            events.extend(event);
-        }
-        let applied = last.max(done);
-        journal::set_applied(&transaction, applied)?;
-        transaction.commit()?;
+        let (applied, events) = commit_rows(&mut self.connection, rows)?;
         self.shared.applied.store(applied, Ordering::Release);
         for event in events {
             // No subscriber is fine: the headless receiver has none.
@@ -685,25 +655,70 @@ impl Writer {
     }
 }
 
-/// Checkpoints `alerts.db` and the journal every [`CHECKPOINT_INTERVAL`] until `stopped`
-/// disconnects, then a last time, also truncating the WAL files. After a checkpoint that
-/// copied the whole WAL of `alerts.db`, every commit before it is on disk, and with it the
-/// applied seq it recorded.
+/// Applies `rows`, read from the journal, in one transaction that also records the last
+/// seq as applied; returns that seq and the events to publish.
+fn commit_rows(
+    connection: &mut Connection,
+    rows: &[(i64, Delivery)],
+) -> Result<(i64, Vec<AlertEvent>), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another writer on the same data directory may have applied some already.
+    let done = journal::applied(&transaction)?;
+    let Some(&(last, _)) = rows.last() else {
+        return Ok((done, Vec::new()));
+    };
+    let mut events = Vec::with_capacity(rows.len());
+    for (_, delivery) in rows.iter().filter(|(seq, _)| *seq > done) {
+        let (_, event) = apply(&transaction, delivery)?;
+        events.extend(event);
+    }
+    let applied = last.max(done);
+    journal::set_applied(&transaction, applied)?;
+    transaction.commit()?;
+    Ok((applied, events))
+}
+
+/// Applies the deliveries left in the SQLite journal of earlier versions, then removes it.
+/// Its seqs and the current journal's share one sequence, so the current journal then
+/// continues above them.
+fn apply_legacy_journal(data_dir: &Path, connection: &mut Connection) -> Result<(), StoreError> {
+    let mut applied = 0;
+    while let Some(rows) =
+        journal::legacy_rows(data_dir, journal::applied(connection)?, APPLY_BATCH)?
+    {
+        if rows.is_empty() {
+            journal::remove_legacy(data_dir)?;
+            if applied > 0 {
+                tracing::info!(
+                    applied,
+                    "applied the deliveries left in the previous journal"
+                );
+            }
+            return Ok(());
+        }
+        applied += rows.len();
+        commit_rows(connection, &rows)?;
+    }
+    Ok(())
+}
+
+/// Checkpoints `alerts.db` every [`CHECKPOINT_INTERVAL`] until `stopped` disconnects, then
+/// a last time, also truncating its WAL. After a checkpoint that copied the whole WAL,
+/// every commit before it is on disk, and with it the applied seq it recorded; the journal
+/// segments up to that seq are then deleted.
 fn checkpoint_until_stopped(
     connection: &Connection,
-    journal: &Connection,
+    data_dir: &Path,
     stopped: &Receiver<()>,
     shared: &Shared,
 ) {
+    let mut removed_through = 0;
     loop {
         let mode = match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
             Err(RecvTimeoutError::Timeout) | Ok(()) => "PASSIVE",
             Err(RecvTimeoutError::Disconnected) => "TRUNCATE",
         };
         let pragma = format!("PRAGMA wal_checkpoint({mode})");
-        if let Err(error) = journal.query_row(&pragma, [], |_| Ok(())) {
-            tracing::warn!(%error, mode, "journal checkpoint failed");
-        }
         let result = journal::applied(connection).and_then(|applied| {
             let (busy, frames, copied): (i64, i64, i64) =
                 connection.query_row(&pragma, [], |row| {
@@ -716,6 +731,13 @@ fn checkpoint_until_stopped(
         });
         if let Err(error) = result {
             tracing::warn!(%error, mode, "WAL checkpoint failed");
+        }
+        let durable = shared.durable.load(Ordering::Acquire);
+        if durable > removed_through {
+            match journal::remove_through(data_dir, durable) {
+                Ok(_) => removed_through = durable,
+                Err(error) => tracing::warn!(%error, "failed to remove applied journal segments"),
+            }
         }
         if mode == "TRUNCATE" {
             return;
