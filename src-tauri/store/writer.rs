@@ -452,9 +452,13 @@ impl Writer {
         let mut failing = false;
         let mut index_failing = false;
         let mut stopping = false;
+        // Whether the last round stopped applying with deliveries left, to index them.
+        let mut behind = false;
 
         while !stopping {
-            let wait = if failing {
+            let wait = if behind {
+                Duration::ZERO
+            } else if failing {
                 RETRY_INTERVAL
             } else if index_due {
                 FTS_INTERVAL.saturating_sub(last_index.elapsed())
@@ -467,6 +471,7 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => stopping = true,
             }
 
+            behind = false;
             loop {
                 match self.apply_batch() {
                     Ok(applied) => {
@@ -495,6 +500,7 @@ impl Writer {
                 }
                 // A long backlog does not hold up search for longer than a batch.
                 if last_index.elapsed() >= FTS_INTERVAL * 10 {
+                    behind = true;
                     break;
                 }
             }
