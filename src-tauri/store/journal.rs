@@ -2,7 +2,7 @@
 //!
 //! Every request to the webhook path is appended here before the receiver responds. The
 //! journal thread writes a whole batch of deliveries with one `write` and makes it durable
-//! with one `fdatasync`; nothing else touches the disk on the response path. The store
+//! with one `fdatasync`. Nothing else touches the disk on the response path. The store
 //! writer then moves journaled deliveries into `alerts.db` in large batches and records, in
 //! the same transaction, the sequence number it reached (`settings.journal_applied_seq`).
 //! After a crash the writer resumes after that number. Because the number is committed
@@ -19,9 +19,9 @@
 //! A segment is deleted once every record in it is applied and a checkpoint has made that
 //! application durable.
 //!
-//! No maintained crate offers this narrow log (append a batch, flush once, read back in
-//! order, drop whole files), and a SQLite table costs several times the system calls per
-//! commit, so the journal is written here on top of `crc32fast` and `serde_json`.
+//! No maintained crate offers this narrow log: append a batch, flush once, read back in
+//! order, drop whole files. A SQLite table costs several times the system calls per commit,
+//! so the journal is written here on top of `crc32fast` and `serde_json`.
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -289,13 +289,20 @@ fn head(dir: &Path) -> Result<u64, StoreError> {
 /// Appends deliveries to the journal; owned by the journal thread.
 pub(super) struct Appender {
     dir: PathBuf,
-    /// The segment being appended to and its length; `None` before the first append and
-    /// after a failure that left the segment's end unknown.
-    segment: Option<(File, u64)>,
+    /// The segment being appended to; `None` before the first append and after a failure
+    /// that left the segment's end unknown.
+    segment: Option<Segment>,
     next_seq: u64,
     buffer: Vec<u8>,
     /// Size past which a new segment starts; [`SEGMENT_BYTES`] but in tests.
     segment_bytes: u64,
+}
+
+/// The segment an [`Appender`] appends to.
+struct Segment {
+    file: File,
+    path: PathBuf,
+    len: u64,
 }
 
 impl Appender {
@@ -347,8 +354,8 @@ impl Appender {
     /// Appends `deliveries` with one write and flushes them to disk with one
     /// `fdatasync`; returns the seq of the last one.
     ///
-    /// When this fails, the deliveries are answered with an error, and their records are
-    /// cut off when possible. A record that outlives the failure on disk is applied after
+    /// When this fails, the deliveries get an error, and their records are cut off when
+    /// possible. A record that outlives the failure on disk is applied after
     /// a restart, and the sender's retry is then logged as a duplicate.
     pub(super) fn append<'a>(
         &mut self,
@@ -363,35 +370,45 @@ impl Appender {
         if seq == self.next_seq {
             return Ok(self.head());
         }
+
         let full = self
             .segment
             .as_ref()
-            .is_none_or(|(_, len)| *len >= self.segment_bytes);
+            .is_none_or(|segment| segment.len >= self.segment_bytes);
         if full {
             self.segment = None;
-            self.segment = Some((self.create_segment()?, 0));
+            self.segment = Some(self.create_segment()?);
         }
-        let first = self.next_seq;
+
         // The seqs are used up even when the write fails: a reader may have seen the
         // failed records, so their seqs never name other deliveries.
         self.next_seq = seq;
-        let (file, len) = self.segment.as_mut().expect("a segment is open");
-        let written = file.write_all(&self.buffer).and_then(|()| file.sync_data());
+        let segment = self.segment.as_mut().expect("a segment is open");
+        let written = segment
+            .file
+            .write_all(&self.buffer)
+            .and_then(|()| segment.file.sync_data());
         if let Err(error) = written {
+            let error = io_error(&segment.path, error);
             // Cut off what this batch wrote, so the next batch follows the last intact
-            // record; if even that fails, the next batch starts a new segment, and
-            // readers stop reading this one where the next begins.
-            if file.set_len(*len).is_err() || file.seek(SeekFrom::Start(*len)).is_err() {
+            // record. If even that fails, the next batch starts a new segment, and readers
+            // stop reading this one where the next begins.
+            let len = segment.len;
+            let cut = segment
+                .file
+                .set_len(len)
+                .and_then(|()| segment.file.seek(SeekFrom::Start(len)));
+            if cut.is_err() {
                 self.segment = None;
             }
-            return Err(io_error(&segment_path(&self.dir, first), error));
+            return Err(error);
         }
-        *len += self.buffer.len() as u64;
+        segment.len += self.buffer.len() as u64;
         Ok(self.head())
     }
 
     /// Creates the segment that starts at the next seq and makes its name durable.
-    fn create_segment(&self) -> Result<File, StoreError> {
+    fn create_segment(&self) -> Result<Segment, StoreError> {
         let path = segment_path(&self.dir, self.next_seq);
         let file = OpenOptions::new()
             .create(true)
@@ -402,7 +419,7 @@ impl Appender {
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(|error| io_error(&self.dir, error))?;
-        Ok(file)
+        Ok(Segment { file, path, len: 0 })
     }
 }
 
@@ -474,7 +491,7 @@ impl Reader {
                     match decode(&payload) {
                         Some(delivery) => rows.push((seq as i64, delivery)),
                         None => {
-                            tracing::error!(seq, "a journal record cannot be read; skipping it")
+                            tracing::error!(seq, "failed to decode a journal record; skipping it")
                         }
                     }
                     seq
@@ -620,8 +637,8 @@ pub(super) fn wait_until_applied(
     Ok(0)
 }
 
-/// Reads, in batches of up to `limit`, the deliveries that the SQLite journal of earlier
-/// versions holds above `after`; `None` when there is no such journal.
+/// Reads up to `limit` deliveries above `after` from the SQLite journal of earlier
+/// versions; `None` when there is no such journal.
 pub(super) fn legacy_rows(
     data_dir: &Path,
     after: i64,
@@ -839,8 +856,8 @@ mod tests {
         assert_eq!(seen, (1..=head).collect::<Vec<_>>());
     }
 
-    /// Reads while another thread appends and starts a new segment every few batches,
-    /// as the writer does during a storm; every seq must arrive once and in order.
+    /// Reads while another thread appends and starts a new segment every few batches, as
+    /// the writer does during a storm. Every seq must arrive once and in order.
     #[test]
     fn concurrent_reader_sees_every_record_once() {
         use std::sync::atomic::{AtomicI64, Ordering};

@@ -91,7 +91,7 @@ impl StoreError {
                 error.code,
                 DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked
             ),
-            // Disk full, read-only or failing; the journal holds nothing else that can fail.
+            // The journal fails only when its disk is full, read-only or failing.
             Self::Journal { .. } | Self::WriterStopped => true,
             _ => false,
         }

@@ -3,9 +3,9 @@
 //!
 //! Handlers send a [`Delivery`] over a bounded channel and wait for the result. The
 //! journal thread takes everything queued (up to [`MAX_BATCH`]), appends it to the
-//! journal (see [`super::journal`]) in one transaction, commits, and only then replies
-//! to each waiting handler with [`Outcome::Accepted`]. When the commit fails, every delivery
-//! of the batch gets the error and nothing of the batch is kept.
+//! journal (see [`super::journal`]) with one write, flushes it to disk, and only then
+//! replies to each waiting handler with [`Outcome::Accepted`]. When the write or the flush
+//! fails, every delivery of the batch gets the error.
 //!
 //! The writer thread reads the journal in batches of up to [`APPLY_BATCH`], applies each
 //! batch to `alerts.db` in one transaction (new alerts, newer versions, the delivery log)
@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::{journal, Store, StoreError};
 use crate::model::{AlertRecord, Level};
 
-/// Most deliveries appended to the journal in one transaction.
+/// Most deliveries appended to the journal in one write.
 pub const MAX_BATCH: usize = 1024;
 /// Most journaled deliveries applied to `alerts.db` in one transaction. A batch holds the
 /// database's write lock for tens of milliseconds, which a triage update may wait for.
@@ -218,12 +218,12 @@ struct Job {
 
 /// State the journal thread and the writer thread share.
 struct Shared {
-    /// The last journal seq committed.
+    /// The last journal seq flushed to disk.
     head: AtomicI64,
     /// The last journal seq applied to `alerts.db`.
     applied: AtomicI64,
     /// The last journal seq whose application is on disk. The writer commits with
-    /// `synchronous = NORMAL`; a checkpoint makes its commits durable, and only rows up
+    /// `synchronous = NORMAL`; a checkpoint makes its commits durable, and only records up
     /// to this seq are deleted from the journal.
     durable: AtomicI64,
     /// The error that stops the writer from applying deliveries, while it lasts. The
@@ -342,7 +342,7 @@ impl WriterHandle {
         Ok((Self { sender, events }, join))
     }
 
-    /// Journals `delivery` and returns [`Outcome::Accepted`] once it is committed to disk.
+    /// Journals `delivery` and returns [`Outcome::Accepted`] once it is flushed to disk.
     pub async fn submit(&self, delivery: Delivery) -> Result<Outcome, Arc<StoreError>> {
         let (reply, answer) = oneshot::channel();
         self.sender
@@ -374,7 +374,7 @@ fn lower_priority() {
     }
 }
 
-/// Appends queued deliveries to the journal, a batch per commit, and replies to each one.
+/// Appends queued deliveries to the journal, a batch per flush, and replies to each one.
 fn run_journal(
     mut appender: journal::Appender,
     mut receiver: mpsc::Receiver<Job>,
@@ -408,7 +408,7 @@ fn run_journal(
             Err(error) => {
                 // Logged once per failing period, so a full disk does not flood the log.
                 if !failing {
-                    tracing::error!(%error, deliveries = batch.len(), "failed to commit deliveries; responding 503 until writes succeed");
+                    tracing::error!(%error, deliveries = batch.len(), "failed to journal deliveries; responding 503 until writes succeed");
                     failing = true;
                 }
                 let error = Arc::new(error);
@@ -710,7 +710,7 @@ fn apply_legacy_journal(data_dir: &Path, connection: &mut Connection) -> Result<
 
 /// Checkpoints `alerts.db` every [`CHECKPOINT_INTERVAL`] until `stopped` disconnects, then
 /// a last time, also truncating its WAL. After a checkpoint that copied the whole WAL,
-/// every commit before it is on disk, and with it the applied seq it recorded; the journal
+/// every commit before it is on disk, and with it the applied seq it recorded. The journal
 /// segments up to that seq are then deleted.
 fn checkpoint_until_stopped(
     connection: &Connection,
