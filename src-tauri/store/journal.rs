@@ -718,16 +718,11 @@ mod tests {
 
     fn alert_delivery(body: &[u8]) -> Delivery {
         Delivery {
-            received_ms: crate::store::now_ms(),
-            remote_addr: "127.0.0.1:9".to_owned(),
-            via: Via::Loopback,
-            method: "POST".to_owned(),
-            path: "/webhook".to_owned(),
             body_size: body.len(),
-            body_sha256: "c0ffee".to_owned(),
             headers: Some(r#"{"user-agent":"test \"quoted\""}"#.to_owned()),
             body: Some(bytes::Bytes::copy_from_slice(body)),
             verdict: Verdict::Alert(Box::new(crate::model::parse(body).unwrap())),
+            ..rejected_delivery()
         }
     }
 
