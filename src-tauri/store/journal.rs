@@ -900,6 +900,27 @@ mod tests {
     }
 
     #[test]
+    fn failed_write_skips_its_seqs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 1);
+        // A segment opened read-only stands in for a disk that fails writes.
+        let path = appender.segment.as_ref().unwrap().path.clone();
+        appender.segment.as_mut().unwrap().file = File::open(&path).unwrap();
+
+        let error = appender
+            .append([&alert_delivery(EXAMPLE)])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 3);
+        assert_eq!(segments(&super::dir(dir.path())).unwrap().len(), 2);
+        let read = Reader::new(dir.path(), 0).read(3, 10).unwrap();
+        let seqs: Vec<i64> = read.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [1, 3], "seq 2 was never acknowledged");
+    }
+
+    #[test]
     fn torn_record_is_cut_off_at_open() {
         let dir = tempfile::tempdir().unwrap();
         journal(
