@@ -294,6 +294,11 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         "cluster=cluster-07",
         "namespace=ns-42",
         "state=Postponed",
+        "category=Security",
+        "objectType=StatefulSet",
+        "is:unread",
+        "is:acknowledged",
+        "level>=High",
         "level=Critical cluster=cluster-07",
         "level=Critical cluster=cluster-07 ns=ns-42 is:unread",
     ];

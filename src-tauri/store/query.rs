@@ -67,9 +67,13 @@ impl Field {
     }
 
     /// Returns whether the field's index carries every column that filters and facet
-    /// counts read (migration 2), so rows found through it are checked on index entries.
+    /// counts read (migrations 2 and 3), so rows found through it are checked on index
+    /// entries.
     fn has_covering_index(self) -> bool {
-        matches!(self, Self::Level | Self::Cluster)
+        matches!(
+            self,
+            Self::Level | Self::Cluster | Self::State | Self::Category | Self::ObjectType
+        )
     }
 }
 
@@ -609,7 +613,7 @@ const TEXT_FACETS: usize = 6;
 #[derive(Default)]
 struct FacetCounts {
     /// Per text field, in the order of [`Field::FACETS`].
-    text: [std::collections::HashMap<Vec<u8>, i64>; TEXT_FACETS],
+    text: [rustc_hash::FxHashMap<Vec<u8>, i64>; TEXT_FACETS],
     /// Per triage status, in the order of [`TriageStatus::ALL`].
     status: [i64; TriageStatus::ALL.len()],
 }
@@ -1278,29 +1282,35 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn migration_2_keeps_results() {
+    /// Indexes of schema 1 that later migrations replace.
+    const SCHEMA_1_INDEXES: &str = "
+        CREATE INDEX alerts_by_level ON alerts (level, last_received_ms DESC);
+        CREATE INDEX alerts_by_cluster ON alerts (cluster, last_received_ms DESC);";
+    /// Indexes of schemas 1 and 2 that migration 3 replaces.
+    const SCHEMA_2_INDEXES: &str = "
+        CREATE INDEX alerts_by_state ON alerts (state, last_received_ms DESC);
+        CREATE INDEX alerts_by_category ON alerts (category, last_received_ms DESC);
+        CREATE INDEX alerts_by_object_type ON alerts (object_type, last_received_ms DESC);";
+
+    /// Fills a store whose indexes are those of schema `from`, created by `downgrade`,
+    /// migrates it, and checks that filters, searches and facet counts give the same
+    /// results, and that the indexes in `replaced` are gone.
+    fn check_migration_keeps_results(downgrade: &str, from: u32, replaced: &[&str]) {
         let mut connection = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut connection).unwrap();
-        // The indexes of migration 1 in place of those of migration 2, as in a store
-        // created by a release with only migration 1.
+        connection.execute_batch(downgrade).unwrap();
         connection
-            .execute_batch(
-                "DROP INDEX alerts_by_level_facets;
-                 DROP INDEX alerts_by_cluster_facets;
-                 CREATE INDEX alerts_by_level ON alerts (level, last_received_ms DESC);
-                 CREATE INDEX alerts_by_cluster ON alerts (cluster, last_received_ms DESC);
-                 PRAGMA user_version = 1;",
-            )
+            .pragma_update(None, "user_version", from)
             .unwrap();
         fill_varied(&mut connection, 3_000);
         let before = check_combined_filters(&connection);
         let searches_before = search_pages(&connection);
         let unfiltered_before = facets(&connection, &AlertFilter::default()).unwrap();
 
+        let latest = crate::store::schema::latest_version();
         assert_eq!(
             crate::store::schema::migrate(&mut connection).unwrap(),
-            (1, 2)
+            (from, latest)
         );
         let indexes: Vec<String> = connection
             .prepare(
@@ -1311,18 +1321,10 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(
-            indexes.contains(&"alerts_by_level_facets".to_owned()),
-            "{indexes:?}"
-        );
-        assert!(
-            !indexes.contains(&"alerts_by_level".to_owned()),
-            "{indexes:?}"
-        );
-        assert!(
-            !indexes.contains(&"alerts_by_cluster".to_owned()),
-            "{indexes:?}"
-        );
+        for name in replaced {
+            assert!(!indexes.contains(&(*name).to_owned()), "{indexes:?}");
+            assert!(indexes.contains(&format!("{name}_facets")), "{indexes:?}");
+        }
 
         assert_eq!(check_combined_filters(&connection), before);
         let searches_after = search_pages(&connection);
@@ -1331,6 +1333,50 @@ mod tests {
         assert_eq!(
             facets(&connection, &AlertFilter::default()).unwrap(),
             unfiltered_before
+        );
+    }
+
+    #[test]
+    fn migration_2_keeps_results() {
+        // The indexes of a store created by a release with only migration 1.
+        let downgrade = format!(
+            "DROP INDEX alerts_by_level_facets;
+             DROP INDEX alerts_by_cluster_facets;
+             DROP INDEX alerts_by_state_facets;
+             DROP INDEX alerts_by_category_facets;
+             DROP INDEX alerts_by_object_type_facets;
+             {SCHEMA_1_INDEXES}
+             {SCHEMA_2_INDEXES}"
+        );
+        check_migration_keeps_results(
+            &downgrade,
+            1,
+            &[
+                "alerts_by_level",
+                "alerts_by_cluster",
+                "alerts_by_state",
+                "alerts_by_category",
+                "alerts_by_object_type",
+            ],
+        );
+    }
+
+    #[test]
+    fn migration_3_keeps_results() {
+        let downgrade = format!(
+            "DROP INDEX alerts_by_state_facets;
+             DROP INDEX alerts_by_category_facets;
+             DROP INDEX alerts_by_object_type_facets;
+             {SCHEMA_2_INDEXES}"
+        );
+        check_migration_keeps_results(
+            &downgrade,
+            2,
+            &[
+                "alerts_by_state",
+                "alerts_by_category",
+                "alerts_by_object_type",
+            ],
         );
     }
 
