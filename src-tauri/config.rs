@@ -26,6 +26,9 @@ pub const ENV_NGROK_AUTHTOKEN: &str = "NGROK_AUTHTOKEN";
 
 /// Smallest accepted `max_database_pages`: the empty schema takes about 30 pages.
 pub const MIN_DATABASE_PAGES: u64 = 64;
+/// Largest `max_body_bytes` accepted. Alerts are a few KiB, and the intake journal reads
+/// a record claiming more than 256 MiB as damaged, so a body must stay well below that.
+pub const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -230,11 +233,11 @@ impl Config {
                 reason: "must be a URL path such as /webhook".to_owned(),
             });
         }
-        if self.max_body_bytes < 1024 {
+        if !(1024..=MAX_BODY_LIMIT).contains(&self.max_body_bytes) {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
                 value: self.max_body_bytes.to_string(),
-                reason: "must be at least 1024".to_owned(),
+                reason: format!("must be between 1024 and {MAX_BODY_LIMIT} (64 MiB)"),
             });
         }
         if self
@@ -474,6 +477,24 @@ mod tests {
         };
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("both a username and a password"), "{error}");
+    }
+
+    #[test]
+    fn body_limit_out_of_range_is_invalid() {
+        for max_body_bytes in [1023, MAX_BODY_LIMIT + 1] {
+            let config = Config {
+                max_body_bytes,
+                ..Config::default()
+            };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(&max_body_bytes.to_string()), "{error}");
+            assert!(error.contains("between 1024 and"), "{error}");
+        }
+        let largest = Config {
+            max_body_bytes: MAX_BODY_LIMIT,
+            ..Config::default()
+        };
+        assert!(largest.validate().is_ok());
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 const HEADER_BYTES: usize = 16;
 
 /// Largest payload a record may claim; a larger length is a torn or damaged header. The
-/// receiver's body limit is far below it.
+/// receiver's body limit (`config::MAX_BODY_LIMIT`, 64 MiB) is far below it.
 const MAX_PAYLOAD_BYTES: u32 = 256 * 1024 * 1024;
+const _: () = assert!(MAX_PAYLOAD_BYTES as usize > 2 * crate::config::MAX_BODY_LIMIT);
 
 /// Extension of a segment file.
 const SEGMENT_EXTENSION: &str = "log";
