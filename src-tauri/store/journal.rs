@@ -36,13 +36,13 @@ use super::writer::{Delivery, Outcome, Verdict, Via};
 use super::StoreError;
 
 /// Name of the journal's directory inside the data directory.
-pub const JOURNAL_DIR: &str = "journal";
+const JOURNAL_DIR: &str = "journal";
 
 /// File of the SQLite journal that earlier versions kept; applied and removed at start.
 const LEGACY_FILE: &str = "journal.db";
 
 /// Size past which the journal thread starts a new segment.
-pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Length of a record's header: payload length, checksum, seq.
 const HEADER_BYTES: usize = 16;
@@ -92,7 +92,7 @@ struct Rejection<'a> {
 }
 
 /// Returns the journal directory of `data_dir`.
-pub fn dir(data_dir: &Path) -> PathBuf {
+fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join(JOURNAL_DIR)
 }
 
@@ -174,8 +174,8 @@ fn decode(payload: &[u8]) -> Option<Delivery> {
     })
 }
 
-/// Returns the verdict of a journaled delivery: the rejection it was answered with, or the
-/// alert parsed again from `body`.
+/// Returns the verdict of a journaled delivery: the rejection the receiver responded with,
+/// or the alert parsed again from `body`.
 ///
 /// The receiver parsed the same bytes before it responded, so a parse error here means the
 /// parser changed in between. Such a delivery is logged as malformed rather than dropped.
@@ -905,7 +905,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut appender = Appender::open(dir.path(), 0).unwrap();
         assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 1);
-        // A segment opened read-only stands in for a disk that fails writes.
+        // A segment opened read-only fails writes as a full or failing disk does.
         let path = appender.segment.as_ref().unwrap().path.clone();
         appender.segment.as_mut().unwrap().file = File::open(&path).unwrap();
 

@@ -91,7 +91,7 @@ impl StoreError {
                 error.code,
                 DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked
             ),
-            // The journal fails only when its disk is full, read-only or failing.
+            // A journal error is an I/O error on its files, such as a full or read-only disk.
             Self::Journal { .. } | Self::WriterStopped => true,
             _ => false,
         }

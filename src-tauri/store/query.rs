@@ -450,15 +450,7 @@ fn text_plan(connection: &Connection, filter: &AlertFilter) -> Result<TextPlan, 
     if rowids.len() >= MANY_TEXT_MATCHES {
         return Ok(TextPlan::ManyMatches);
     }
-    let mut json = String::with_capacity(rowids.len() * 8 + 2);
-    json.push('[');
-    for (index, rowid) in rowids.iter().enumerate() {
-        if index > 0 {
-            json.push(',');
-        }
-        json.push_str(&rowid.to_string());
-    }
-    json.push(']');
+    let json = serde_json::to_string(&rowids).expect("a list of integers serializes");
     Ok(TextPlan::Listed(json))
 }
 

@@ -272,11 +272,10 @@ impl WriterHandle {
     /// does not hold up the writer.
     pub fn spawn(
         store: &Store,
-        connection: Connection,
+        mut connection: Connection,
         retention: Retention,
     ) -> Result<(Self, thread::JoinHandle<()>), StoreError> {
         let data_dir = store.data_dir().to_owned();
-        let mut connection = connection;
         apply_legacy_journal(&data_dir, &mut connection)?;
         let applied = journal::applied(&connection)?;
         let appender = journal::Appender::open(&data_dir, applied)?;
@@ -675,8 +674,7 @@ fn commit_rows(
     };
     let mut events = Vec::with_capacity(rows.len());
     for (_, delivery) in rows.iter().filter(|(seq, _)| *seq > done) {
-        let (_, event) = apply(&transaction, delivery)?;
-        events.extend(event);
+        events.extend(apply(&transaction, delivery)?);
     }
     let applied = last.max(done);
     journal::set_applied(&transaction, applied)?;
@@ -818,30 +816,29 @@ fn try_index_pending(connection: &mut Connection) -> Result<bool, StoreError> {
     })()
 }
 
-type JobResult = (Outcome, Option<AlertEvent>);
-
 /// Applies one journaled delivery: a log row, and for an alert the new or newer version.
-fn apply(connection: &Connection, delivery: &Delivery) -> Result<JobResult, StoreError> {
+/// Returns the event to publish for an alert.
+fn apply(connection: &Connection, delivery: &Delivery) -> Result<Option<AlertEvent>, StoreError> {
     match &delivery.verdict {
-        Verdict::Alert(alert) => store_alert(connection, delivery, alert),
+        Verdict::Alert(alert) => store_alert(connection, delivery, alert).map(Some),
         Verdict::Rejected {
             outcome,
             status,
             reason,
         } => {
             super::deliveries::insert(connection, delivery, *outcome, *status, reason, None, true)?;
-            Ok((*outcome, None))
+            Ok(None)
         }
     }
 }
 
 /// Logs the delivery and inserts a new alert or applies a newer version; returns the
-/// outcome and the event. A stored version's body lives in `alerts.payload` only.
+/// event. A stored version's body lives in `alerts.payload` only.
 fn store_alert(
     connection: &Connection,
     delivery: &Delivery,
     alert: &AlertRecord,
-) -> Result<JobResult, StoreError> {
+) -> Result<AlertEvent, StoreError> {
     let existing: Option<(Option<i64>, String, String)> = connection
         .prepare_cached("SELECT updated_ns, level, delivery_ids FROM alerts WHERE id = ?1")?
         .query_row([&alert.id], |row| {
@@ -872,7 +869,7 @@ fn store_alert(
 
     let Some((_, stored_level, delivery_ids)) = existing else {
         insert_alert(connection, alert, received_ms, delivery_id)?;
-        return Ok((outcome, Some(event(AlertEventKind::New, alert, None))));
+        return Ok(event(AlertEventKind::New, alert, None));
     };
     if outcome == Outcome::Stored {
         // The replaced payload moves to the delivery row it came from, so it is kept.
@@ -884,8 +881,7 @@ fn store_alert(
             .execute([&alert.id])?;
         let delivery_ids = append_delivery_id(&delivery_ids, delivery_id);
         update_alert(connection, alert, received_ms, delivery_id, &delivery_ids)?;
-        let event = event(AlertEventKind::Updated, alert, Some(stored_level));
-        return Ok((outcome, Some(event)));
+        return Ok(event(AlertEventKind::Updated, alert, Some(stored_level)));
     }
 
     connection
@@ -899,8 +895,7 @@ fn store_alert(
             received_ms,
             append_delivery_id(&delivery_ids, delivery_id)
         ])?;
-    let event = event(AlertEventKind::Repeated, alert, Some(stored_level));
-    Ok((outcome, Some(event)))
+    Ok(event(AlertEventKind::Repeated, alert, Some(stored_level)))
 }
 
 /// Delivery-log ids kept per alert; older ones drop off the alert's history.
