@@ -314,7 +314,9 @@ impl Clause {
         }
         let any = format!("({})", alternatives.join(" OR "));
         self.sql.push(if condition.negate {
-            format!("NOT {any}")
+            // A snooze time of NULL makes `snoozed_until_ms > ?` NULL, and its negation too.
+            // An alert that was never snoozed is not snoozed.
+            format!("NOT coalesce({any}, 0)")
         } else {
             any
         });
@@ -1131,7 +1133,8 @@ mod tests {
         }
     }
 
-    /// Filters of several conditions, where the choice of the driving index matters.
+    /// Filters of several conditions, where the choice of the driving index matters, and
+    /// negated snoozing, which compares with a time that may be NULL.
     fn combined_filters() -> Vec<AlertFilter> {
         use Field::*;
         let filters = [
@@ -1178,6 +1181,11 @@ mod tests {
                 condition(Cluster, false, &["cluster-1"]),
                 condition(Namespace, false, &["ns-0"]),
                 condition(Status, false, &["read"]),
+            ],
+            vec![condition(Status, true, &["snoozed"])],
+            vec![
+                condition(Status, true, &["snoozed"]),
+                condition(Level, false, &["High"]),
             ],
         ];
         let mut filters: Vec<AlertFilter> = filters
