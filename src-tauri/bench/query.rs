@@ -249,6 +249,26 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
         ),
+        (
+            "cluster!=cluster-07",
+            AlertFilter {
+                conditions: vec![Condition {
+                    negate: true,
+                    ..condition(Field::Cluster, &["cluster-07"])
+                }],
+                ..Default::default()
+            },
+        ),
+        (
+            "level=Low is:unread",
+            AlertFilter {
+                conditions: vec![
+                    condition(Field::Level, &["Low"]),
+                    condition(Field::Status, &["unread"]),
+                ],
+                ..Default::default()
+            },
+        ),
     ];
 
     println!(
@@ -299,8 +319,11 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         "is:unread",
         "is:acknowledged",
         "level>=High",
+        "received in last day",
+        "cluster!=cluster-07",
         "level=Critical cluster=cluster-07",
         "level=Critical cluster=cluster-07 ns=ns-42 is:unread",
+        "level=Low is:unread",
     ];
     for (name, filter) in cases.iter().filter(|(name, _)| facet_cases.contains(name)) {
         let (times, values) = time(args.runs, || {

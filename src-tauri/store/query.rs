@@ -544,6 +544,22 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
     if *filter == AlertFilter::default() {
         return unfiltered_facets(connection);
     }
+    // A reader may open a store that the app has not yet migrated to schema 4.
+    let has_pairs = connection
+        .prepare_cached(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'facet_pairs'",
+        )?
+        .exists([])?;
+    let selection_of = |filter: &AlertFilter| {
+        if has_pairs {
+            Selection::of(connection, filter)
+        } else {
+            Ok(None)
+        }
+    };
+    if let Some((selection, own)) = selection_of(filter)? {
+        return selection.facets(connection, filter, own);
+    }
     // Fields the filter constrains are counted without their own condition, one query
     // each; every other field comes from one pass over the alerts the whole filter matches.
     let constrained: Vec<Field> = Field::FACETS
@@ -563,6 +579,7 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
         |field| !constrained.contains(&field),
     )?;
     let mut from_counters = Vec::new();
+    let mut from_pairs = Vec::new();
     for field in &constrained {
         let mut others = filter.clone();
         others
@@ -571,6 +588,15 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
         if others == AlertFilter::default() {
             // Without its own condition the filter is empty, so the counters give the counts.
             from_counters.push(*field);
+            continue;
+        }
+        if let Some((selection, own)) = selection_of(&others)? {
+            // Without its own condition the filter is one condition: the pair counters give
+            // this field's counts.
+            let counted = selection.facets(connection, &others, own)?;
+            if let Some(facet) = counted.into_iter().find(|facet| facet.field == *field) {
+                from_pairs.push(facet);
+            }
             continue;
         }
         let clause = Clause::build(
@@ -584,6 +610,11 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
     }
 
     let mut facets = counts.into_facets();
+    for counted in from_pairs {
+        if let Some(facet) = facets.iter_mut().find(|facet| facet.field == counted.field) {
+            *facet = counted;
+        }
+    }
     if !from_counters.is_empty() {
         let unfiltered = unfiltered_facets(connection)?;
         for facet in &mut facets {
@@ -595,6 +626,259 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
         }
     }
     Ok(facets)
+}
+
+/// The status value of a [`Selection`] of the snoozed alerts. Snoozing ends with the
+/// clock, so no trigger can keep counters for it: those alerts are counted instead.
+const SNOOZED: &str = "snoozed";
+
+/// The alerts of a filter that is one condition on a facet field, or only a lowest level:
+/// those with any of `values` in `field`, or with `complement`, all others. Their facet
+/// counts are sums of pair counters (see [`facet_pairs`](super::facet_pairs)).
+struct Selection {
+    /// The field's name in `facet_counts`, where triage states are under `status`.
+    field: &'static str,
+    values: Vec<String>,
+    complement: bool,
+}
+
+impl Selection {
+    /// Returns the selection `filter` makes, and the facet field whose own condition it
+    /// is, or `None` when the filter has text, times or more than one condition.
+    fn of(
+        connection: &Connection,
+        filter: &AlertFilter,
+    ) -> Result<Option<(Self, Option<Field>)>, StoreError> {
+        if !filter.text.trim().is_empty() || filter.since_ms.is_some() || filter.until_ms.is_some()
+        {
+            return Ok(None);
+        }
+        let conditions: Vec<&Condition> = filter
+            .conditions
+            .iter()
+            .filter(|condition| !condition.values.is_empty())
+            .collect();
+        match (conditions.as_slice(), filter.min_level) {
+            ([condition], None) => {
+                Ok(Self::of_condition(condition).map(|s| (s, Some(condition.field))))
+            }
+            ([], Some(lowest)) => {
+                // The levels at or above `lowest`, as `level_rank` ranks what is stored.
+                let mut statement = connection.prepare_cached(
+                    "SELECT value FROM facet_counts WHERE field = 'level' AND count > 0",
+                )?;
+                let values = statement
+                    .query_map([], |row| row.get::<_, String>(0))?
+                    .filter(|value| {
+                        value
+                            .as_ref()
+                            .map_or(true, |value| Level::rank(value) > lowest as i64)
+                    })
+                    .collect::<Result<_, _>>()?;
+                let selection = Self {
+                    field: "level",
+                    values,
+                    complement: false,
+                };
+                Ok(Some((selection, None)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn of_condition(condition: &Condition) -> Option<Self> {
+        if condition.field == Field::Status {
+            let [value] = condition.values.as_slice() else {
+                return None;
+            };
+            let (status, complement) = match TriageStatus::parse(value)? {
+                TriageStatus::Unread => ("unread", false),
+                TriageStatus::Read => ("unread", true),
+                TriageStatus::Acknowledged => ("acknowledged", false),
+                TriageStatus::Archived => ("archived", false),
+                // `!is:snoozed`: the snoozed alerts are counted and subtracted.
+                TriageStatus::Snoozed if condition.negate => (SNOOZED, true),
+                // Few alerts are snoozed, so counting them costs little.
+                TriageStatus::Snoozed => return None,
+            };
+            if status == SNOOZED {
+                return Some(Self {
+                    field: "status",
+                    values: vec![SNOOZED.to_owned()],
+                    complement: true,
+                });
+            }
+            return Some(Self {
+                field: "status",
+                values: vec![status.to_owned()],
+                complement: complement != condition.negate,
+            });
+        }
+        let field = condition.field.counter_name()?;
+        let mut values: Vec<String> = condition
+            .values
+            .iter()
+            .map(|value| match condition.field {
+                Field::Level => canonical_level(value),
+                _ => value.clone(),
+            })
+            .collect();
+        // Each value's alerts are added once, however often it is named.
+        values.sort_unstable();
+        values.dedup();
+        Some(Self {
+            field,
+            values,
+            complement: condition.negate,
+        })
+    }
+
+    /// Counts the selected alerts per value of each facet field from the counters. The
+    /// field `own` gets the counts of every alert, because its own condition is left out.
+    fn facets(
+        &self,
+        connection: &Connection,
+        filter: &AlertFilter,
+        own: Option<Field>,
+    ) -> Result<Vec<Facet>, StoreError> {
+        let mut statement = connection
+            .prepare_cached("SELECT field, value, count FROM facet_counts WHERE count > 0")?;
+        let totals: rustc_hash::FxHashMap<(String, String), i64> = statement
+            .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let total = |field: &str, value: &str| {
+            totals
+                .get(&(field.to_owned(), value.to_owned()))
+                .copied()
+                .unwrap_or(0)
+        };
+        let all: i64 = totals
+            .iter()
+            .filter(|((field, _), _)| field == "level")
+            .map(|(_, count)| count)
+            .sum();
+        let named: i64 = self
+            .values
+            .iter()
+            .map(|value| total(self.field, value))
+            .sum();
+        let selected = if self.complement { all - named } else { named };
+
+        // Alerts of the named values, per value of every other field.
+        let mut together: rustc_hash::FxHashMap<(String, String), i64> =
+            rustc_hash::FxHashMap::default();
+        if self.values == [SNOOZED] {
+            let snoozed = AlertFilter {
+                conditions: vec![Condition {
+                    field: Field::Status,
+                    negate: false,
+                    values: vec![SNOOZED.to_owned()],
+                }],
+                ..AlertFilter::default()
+            };
+            let mut counts = FacetCounts::default();
+            let clause = Clause::build(connection, &snoozed, None, &TextPlan::FewMatches, false)?;
+            count_pass(connection, &clause, &mut counts, |field| {
+                field != Field::Status
+            })?;
+            for (field, values) in Field::FACETS.into_iter().zip(counts.text) {
+                let name = field.counter_name().unwrap_or_default();
+                for (value, count) in values {
+                    let value = String::from_utf8_lossy(&value).into_owned();
+                    together.insert((name.to_owned(), value), count);
+                }
+            }
+        } else {
+            for (value, other_field, other_value, count) in
+                super::facet_pairs::pairs_of(connection, self.field)?
+            {
+                if self.values.contains(&value) {
+                    *together.entry((other_field, other_value)).or_default() += count;
+                }
+            }
+        }
+        let count_of = |field: &str, value: &str| {
+            let named = if field == self.field {
+                if self.values.iter().any(|v| v == value) {
+                    total(field, value)
+                } else {
+                    0
+                }
+            } else {
+                together
+                    .get(&(field.to_owned(), value.to_owned()))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            if self.complement {
+                total(field, value) - named
+            } else {
+                named
+            }
+        };
+
+        let unfiltered = if own.is_some() {
+            unfiltered_facets(connection)?
+        } else {
+            Vec::new()
+        };
+        let mut facets = Vec::with_capacity(Field::FACETS.len());
+        for field in Field::FACETS {
+            if Some(field) == own {
+                if let Some(facet) = unfiltered.iter().find(|facet| facet.field == field) {
+                    facets.push(facet.clone());
+                }
+                continue;
+            }
+            let values = if field == Field::Status {
+                let unread = count_of("status", "unread");
+                TriageStatus::ALL
+                    .iter()
+                    .map(|status| {
+                        let count = match status {
+                            TriageStatus::Unread => unread,
+                            TriageStatus::Read => selected - unread,
+                            TriageStatus::Snoozed => snoozed_count(connection, filter)?,
+                            other => count_of("status", other.as_str()),
+                        };
+                        Ok((status.as_str().to_owned(), count))
+                    })
+                    .collect::<Result<_, StoreError>>()?
+            } else {
+                let name = field.counter_name().unwrap_or_default();
+                let mut values: Vec<(String, i64)> = totals
+                    .keys()
+                    .filter(|(counted, _)| counted == name)
+                    .map(|(_, value)| (value.clone(), count_of(name, value)))
+                    .filter(|(_, count)| *count > 0)
+                    .collect();
+                values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                values.truncate(200);
+                values
+            };
+            facets.push(Facet { field, values });
+        }
+        Ok(facets)
+    }
+}
+
+/// Counts the alerts `filter` matches that are snoozed now, through the index of snoozed
+/// alerts, which are few.
+fn snoozed_count(connection: &Connection, filter: &AlertFilter) -> Result<i64, StoreError> {
+    let clause = Clause::build(connection, filter, None, &TextPlan::FewMatches, false)?;
+    let mut sql = "SELECT count(*) FROM alerts INDEXED BY alerts_snoozed
+         WHERE snoozed_until_ms > ?"
+        .to_owned();
+    for condition in &clause.sql {
+        sql += " AND ";
+        sql += condition;
+    }
+    let mut params = vec![Value::Integer(now_ms())];
+    params.extend(clause.params.iter().cloned());
+    let count = connection
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(params), |row| row.get(0))?;
+    Ok(count)
 }
 
 /// The columns of [`Field::FACETS`] that hold text, in that order, which is also the
@@ -1003,6 +1287,12 @@ mod tests {
                 && filter
                     .min_level
                     .is_none_or(|level| Level::rank(&self.level) > level as i64)
+                && filter
+                    .since_ms
+                    .is_none_or(|since| self.last_received_ms >= since)
+                && filter
+                    .until_ms
+                    .is_none_or(|until| self.last_received_ms < until)
         }
     }
 
@@ -1133,11 +1423,30 @@ mod tests {
         }
     }
 
-    /// Filters of several conditions, where the choice of the driving index matters, and
-    /// negated snoozing, which compares with a time that may be NULL.
+    /// Filters of one condition, whose facet counts come from pair counters, filters of
+    /// several conditions, where the choice of the driving index matters, and negated
+    /// snoozing, which compares with a time that may be NULL.
     fn combined_filters() -> Vec<AlertFilter> {
         use Field::*;
         let filters = [
+            vec![condition(Level, false, &["Low"])],
+            vec![condition(Level, false, &["high", "High", "Critical"])],
+            vec![condition(Level, true, &["Medium", "High"])],
+            vec![condition(Level, false, &["No-such-level"])],
+            vec![condition(Category, true, &["Cost"])],
+            vec![condition(Cluster, false, &["cluster-1", "cluster-2"])],
+            vec![condition(Namespace, true, &["ns-0"])],
+            vec![condition(State, false, &["Active"])],
+            vec![condition(ObjectType, false, &["Node"])],
+            vec![condition(Status, false, &["unread"])],
+            vec![condition(Status, false, &["read"])],
+            vec![condition(Status, true, &["unread"])],
+            vec![condition(Status, true, &["read"])],
+            vec![condition(Status, false, &["acknowledged"])],
+            vec![condition(Status, true, &["archived"])],
+            vec![condition(Status, false, &["snoozed"])],
+            vec![condition(Status, true, &["snoozed"])],
+            vec![condition(Status, false, &["read", "archived"])],
             vec![
                 condition(Level, false, &["Critical"]),
                 condition(Cluster, false, &["cluster-1"]),
@@ -1182,7 +1491,6 @@ mod tests {
                 condition(Namespace, false, &["ns-0"]),
                 condition(Status, false, &["read"]),
             ],
-            vec![condition(Status, true, &["snoozed"])],
             vec![
                 condition(Status, true, &["snoozed"]),
                 condition(Level, false, &["High"]),
@@ -1201,6 +1509,22 @@ mod tests {
                 condition(Namespace, false, &["ns-0"]),
             ],
             min_level: Some(crate::model::Level::High),
+            ..AlertFilter::default()
+        });
+        for lowest in [crate::model::Level::Medium, crate::model::Level::Critical] {
+            filters.push(AlertFilter {
+                min_level: Some(lowest),
+                ..AlertFilter::default()
+            });
+        }
+        filters.push(AlertFilter {
+            conditions: vec![condition(Level, false, &["Low"])],
+            min_level: Some(crate::model::Level::Medium),
+            ..AlertFilter::default()
+        });
+        filters.push(AlertFilter {
+            conditions: vec![condition(State, false, &["New"])],
+            since_ms: Some(1_200),
             ..AlertFilter::default()
         });
         filters
@@ -1292,6 +1616,16 @@ mod tests {
         CREATE INDEX alerts_by_category ON alerts (category, last_received_ms DESC);
         CREATE INDEX alerts_by_object_type ON alerts (object_type, last_received_ms DESC);";
 
+    /// Removes what migration 4 adds.
+    const SCHEMA_4_PAIRS_DROPPED: &str = "
+        DROP TRIGGER facet_pairs_insert;
+        DROP TRIGGER facet_pairs_delete;
+        DROP TRIGGER facet_pairs_update;
+        DROP TRIGGER facet_pairs_unread;
+        DROP TRIGGER facet_pairs_acknowledged;
+        DROP TRIGGER facet_pairs_archived;
+        DROP TABLE facet_pairs;";
+
     /// Fills a store whose indexes are those of schema `from`, created by `downgrade`,
     /// migrates it, and checks that filters, searches and facet counts give the same
     /// results, and that the indexes in `replaced` are gone.
@@ -1346,7 +1680,8 @@ mod tests {
              DROP INDEX alerts_by_category_facets;
              DROP INDEX alerts_by_object_type_facets;
              {SCHEMA_1_INDEXES}
-             {SCHEMA_2_INDEXES}"
+             {SCHEMA_2_INDEXES}
+             {SCHEMA_4_PAIRS_DROPPED}"
         );
         check_migration_keeps_results(
             &downgrade,
@@ -1367,7 +1702,8 @@ mod tests {
             "DROP INDEX alerts_by_state_facets;
              DROP INDEX alerts_by_category_facets;
              DROP INDEX alerts_by_object_type_facets;
-             {SCHEMA_2_INDEXES}"
+             {SCHEMA_2_INDEXES}
+             {SCHEMA_4_PAIRS_DROPPED}"
         );
         check_migration_keeps_results(
             &downgrade,
@@ -1378,6 +1714,86 @@ mod tests {
                 "alerts_by_object_type",
             ],
         );
+    }
+
+    #[test]
+    fn migration_4_keeps_results() {
+        check_migration_keeps_results(SCHEMA_4_PAIRS_DROPPED, 3, &[]);
+    }
+
+    /// Returns the pair counters in the table, without those counted down to zero.
+    fn stored_pairs(
+        connection: &Connection,
+    ) -> rustc_hash::FxHashMap<crate::store::facet_pairs::PairKey, i64> {
+        connection
+            .prepare(
+                "SELECT field, value, other_field, other_value, count FROM facet_pairs
+                 WHERE count <> 0",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?),
+                    row.get(4)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn pair_counters_follow_updates_and_deletes() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        fill_varied(&mut connection, 3_000);
+        let recounted = crate::store::facet_pairs::recount(&connection).unwrap();
+        assert!(recounted.len() > 100, "{}", recounted.len());
+        assert_eq!(stored_pairs(&connection), recounted);
+
+        connection
+            .execute_batch(
+                "UPDATE alerts SET read_ms = NULL WHERE seq % 7 = 0;
+                 UPDATE alerts SET read_ms = 5 WHERE seq % 5 = 0;
+                 UPDATE alerts SET acknowledged_ms = 6, archived_ms = NULL WHERE seq % 9 = 0;
+                 UPDATE alerts SET level = 'Critical', level_rank = 4 WHERE seq % 11 = 0;
+                 UPDATE alerts SET state = 'Resolved', archived_ms = 7, read_ms = NULL
+                     WHERE seq % 13 = 0;
+                 UPDATE alerts SET cluster = cluster, namespace = 'ns-9' WHERE seq % 3 = 0;
+                 UPDATE alerts SET level = level, read_ms = read_ms WHERE seq % 4 = 0;
+                 DELETE FROM alerts WHERE seq % 17 = 0;",
+            )
+            .unwrap();
+        assert_eq!(
+            stored_pairs(&connection),
+            crate::store::facet_pairs::recount(&connection).unwrap()
+        );
+        check_combined_filters(&connection);
+
+        // The counts of a one-condition filter are read from the counters, not counted.
+        let filter = AlertFilter {
+            conditions: vec![condition(Field::Level, false, &["Low"])],
+            ..AlertFilter::default()
+        };
+        let state_counts = |connection: &Connection| {
+            let facets = facets(connection, &filter).unwrap();
+            let state = facets.iter().find(|f| f.field == Field::State).unwrap();
+            state.values.clone()
+        };
+        let before = state_counts(&connection);
+        connection
+            .execute(
+                "UPDATE facet_pairs SET count = count + 1000
+                 WHERE field = 'level' AND value = 'Low' AND other_field = 'state'
+                     AND other_value = 'New'",
+                [],
+            )
+            .unwrap();
+        let after = state_counts(&connection);
+        assert_ne!(after, before);
+        assert!(after
+            .iter()
+            .any(|(value, count)| value == "New" && *count > 1000));
     }
 
     #[test]

@@ -9,13 +9,22 @@
 //! the Unix epoch (RealTheory sends seven fractional digits), `*_ms` are local times in
 //! milliseconds.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::StoreError;
+use super::{facet_pairs, StoreError};
 
-const MIGRATIONS: &[&str] = &[
+/// One step of the schema.
+enum Migration {
+    Sql(&'static str),
+    /// A step in Rust, which builds its SQL from constants or fills what it adds from the
+    /// data already stored.
+    Built(fn(&Transaction) -> Result<(), StoreError>),
+}
+
+const MIGRATIONS: &[Migration] = &[
     // 1: alerts with the user's triage, the delivery log, and full-text search.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE alerts (
         seq                 INTEGER PRIMARY KEY,
         id                  TEXT NOT NULL UNIQUE,
@@ -189,12 +198,14 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM alerts_fts_pending WHERE seq = old.seq;
     END;
     "#,
+    ),
     // 2: the level and cluster indexes also carry every column that filters and facet
     // counts read. A scan of the alerts of one level or cluster then reads index entries
     // of about 80 bytes instead of alert rows of about 2.5 KiB, and the other conditions
     // of a filter are checked on those entries. The key (value, then newest first) is
     // unchanged, so new alerts still land on a few leaf pages per index.
-    r#"
+    Migration::Sql(
+        r#"
     DROP INDEX alerts_by_level;
     DROP INDEX alerts_by_cluster;
     CREATE INDEX alerts_by_level_facets ON alerts (
@@ -206,9 +217,11 @@ const MIGRATIONS: &[&str] = &[
         level_rank, read_ms, acknowledged_ms, archived_ms, snoozed_until_ms
     );
     "#,
+    ),
     // 3: the same for state, category and object type, whose values each cover a large
     // share of the alerts, so their facet counts read many entries.
-    r#"
+    Migration::Sql(
+        r#"
     DROP INDEX alerts_by_state;
     DROP INDEX alerts_by_category;
     DROP INDEX alerts_by_object_type;
@@ -225,6 +238,13 @@ const MIGRATIONS: &[&str] = &[
         level_rank, read_ms, acknowledged_ms, archived_ms, snoozed_until_ms
     );
     "#,
+    ),
+    // 4: counts of alerts per pair of facet values, so that the facet counts of a filter
+    // on one field are read instead of counted (see `facet_pairs`).
+    Migration::Built(|transaction| {
+        transaction.execute_batch(&facet_pairs::migration_sql())?;
+        facet_pairs::backfill(transaction)
+    }),
 ];
 
 /// Returns the schema version this build creates.
@@ -252,8 +272,11 @@ pub fn migrate(connection: &mut Connection) -> Result<(u32, u32), StoreError> {
             "upgrading the database schema; this can take a few seconds on a large store"
         );
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        transaction.execute_batch(sql)?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        match migration {
+            Migration::Sql(sql) => transaction.execute_batch(sql)?,
+            Migration::Built(step) => step(&transaction)?,
+        }
         transaction.pragma_update(None, "user_version", index as u32 + 1)?;
     }
     transaction.commit()?;
