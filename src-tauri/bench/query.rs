@@ -128,6 +128,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         values: values.iter().map(|v| v.to_string()).collect(),
     };
     let day_ago = now_ms() - 86_400_000;
+    let week_ago = now_ms() - 7 * 86_400_000;
     let cases: Vec<(&str, AlertFilter)> = vec![
         ("no filter", AlertFilter::default()),
         (
@@ -269,6 +270,59 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
         ),
+        (
+            "received over a week ago",
+            AlertFilter {
+                until_ms: Some(week_ago),
+                ..Default::default()
+            },
+        ),
+        (
+            "is:unread, received over a week ago",
+            AlertFilter {
+                conditions: vec![condition(Field::Status, &["unread"])],
+                until_ms: Some(week_ago),
+                ..Default::default()
+            },
+        ),
+        (
+            "level=Low is:unread !is:archived",
+            AlertFilter {
+                conditions: vec![
+                    condition(Field::Level, &["Low"]),
+                    condition(Field::Status, &["unread"]),
+                    Condition {
+                        negate: true,
+                        ..condition(Field::Status, &["archived"])
+                    },
+                ],
+                ..Default::default()
+            },
+        ),
+        (
+            "level=Low cluster=cluster-00..cluster-09",
+            AlertFilter {
+                conditions: vec![
+                    condition(Field::Level, &["Low"]),
+                    condition(
+                        Field::Cluster,
+                        &[
+                            "cluster-00",
+                            "cluster-01",
+                            "cluster-02",
+                            "cluster-03",
+                            "cluster-04",
+                            "cluster-05",
+                            "cluster-06",
+                            "cluster-07",
+                            "cluster-08",
+                            "cluster-09",
+                        ],
+                    ),
+                ],
+                ..Default::default()
+            },
+        ),
     ];
 
     println!(
@@ -324,6 +378,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         "level=Critical cluster=cluster-07",
         "level=Critical cluster=cluster-07 ns=ns-42 is:unread",
         "level=Low is:unread",
+        "level=Low is:unread !is:archived",
+        "level=Low cluster=cluster-00..cluster-09",
+        "received over a week ago",
+        "is:unread, received over a week ago",
     ];
     for (name, filter) in cases.iter().filter(|(name, _)| facet_cases.contains(name)) {
         let (times, values) = time(args.runs, || {

@@ -5,6 +5,7 @@
 
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{now_ms, StoreError};
@@ -572,12 +573,25 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
         })
         .collect();
     let mut counts = FacetCounts::default();
-    count_pass(
-        connection,
-        &Clause::build(connection, filter, None, &TextPlan::FewMatches, false)?,
-        &mut counts,
-        |field| !constrained.contains(&field),
-    )?;
+    let unconstrained = |field| !constrained.contains(&field);
+    // Counts of single conditions, which the passes below may read more than once.
+    let mut counted_before = Vec::new();
+    if !(has_pairs
+        && count_by_exclusion(
+            connection,
+            filter,
+            &mut counts,
+            unconstrained,
+            &mut counted_before,
+        )?)
+    {
+        count_pass(
+            connection,
+            &Clause::build(connection, filter, None, &TextPlan::FewMatches, false)?,
+            &mut counts,
+            unconstrained,
+        )?;
+    }
     let mut from_counters = Vec::new();
     let mut from_pairs = Vec::new();
     for field in &constrained {
@@ -599,6 +613,18 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
             }
             continue;
         }
+        let only_this = |other| other == *field;
+        if has_pairs
+            && count_by_exclusion(
+                connection,
+                &others,
+                &mut counts,
+                only_this,
+                &mut counted_before,
+            )?
+        {
+            continue;
+        }
         let clause = Clause::build(
             connection,
             filter,
@@ -606,7 +632,7 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
             &TextPlan::FewMatches,
             false,
         )?;
-        count_pass(connection, &clause, &mut counts, |other| other == *field)?;
+        count_pass(connection, &clause, &mut counts, only_this)?;
     }
 
     let mut facets = counts.into_facets();
@@ -733,17 +759,12 @@ impl Selection {
         })
     }
 
-    /// Counts the selected alerts per value of each facet field from the counters. The
-    /// field `own` gets the counts of every alert, because its own condition is left out.
-    fn facets(
-        &self,
-        connection: &Connection,
-        filter: &AlertFilter,
-        own: Option<Field>,
-    ) -> Result<Vec<Facet>, StoreError> {
+    /// Counts the selected alerts per value of every facet field from the counters, except
+    /// snoozed. The triage states are left out when the selection is one of them.
+    fn count(&self, connection: &Connection) -> Result<ValueCounts, StoreError> {
         let mut statement = connection
             .prepare_cached("SELECT field, value, count FROM facet_counts WHERE count > 0")?;
-        let totals: rustc_hash::FxHashMap<(String, String), i64> = statement
+        let totals: FxHashMap<(String, String), i64> = statement
             .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))?
             .collect::<Result<_, _>>()?;
         let total = |field: &str, value: &str| {
@@ -765,8 +786,7 @@ impl Selection {
         let selected = if self.complement { all - named } else { named };
 
         // Alerts of the named values, per value of every other field.
-        let mut together: rustc_hash::FxHashMap<(String, String), i64> =
-            rustc_hash::FxHashMap::default();
+        let mut together: FxHashMap<(String, String), i64> = FxHashMap::default();
         if self.values == [SNOOZED] {
             let snoozed = AlertFilter {
                 conditions: vec![Condition {
@@ -776,25 +796,17 @@ impl Selection {
                 }],
                 ..AlertFilter::default()
             };
-            let mut counts = FacetCounts::default();
             let clause = Clause::build(connection, &snoozed, None, &TextPlan::FewMatches, false)?;
+            let mut counts = FacetCounts::default();
             count_pass(connection, &clause, &mut counts, |field| {
                 field != Field::Status
             })?;
-            for (field, values) in Field::FACETS.into_iter().zip(counts.text) {
-                let name = field.counter_name().unwrap_or_default();
-                for (value, count) in values {
-                    let value = String::from_utf8_lossy(&value).into_owned();
-                    together.insert((name.to_owned(), value), count);
-                }
-            }
+            together = counts.by_name().values;
         } else {
-            for (value, other_field, other_value, count) in
-                super::facet_pairs::pairs_of(connection, self.field)?
+            for (_, other_field, other_value, count) in
+                super::facet_pairs::pairs_of(connection, self.field, &self.values)?
             {
-                if self.values.contains(&value) {
-                    *together.entry((other_field, other_value)).or_default() += count;
-                }
+                *together.entry((other_field, other_value)).or_default() += count;
             }
         }
         let count_of = |field: &str, value: &str| {
@@ -817,6 +829,37 @@ impl Selection {
             }
         };
 
+        let mut values: FxHashMap<(String, String), i64> = totals
+            .keys()
+            .filter(|(field, _)| field != "status")
+            .map(|(field, value)| ((field.clone(), value.clone()), count_of(field, value)))
+            .collect();
+        if self.field != "status" {
+            let unread = count_of("status", "unread");
+            for (status, count) in [
+                (TriageStatus::Unread, unread),
+                (TriageStatus::Read, selected - unread),
+                (
+                    TriageStatus::Acknowledged,
+                    count_of("status", "acknowledged"),
+                ),
+                (TriageStatus::Archived, count_of("status", "archived")),
+            ] {
+                values.insert(("status".to_owned(), status.as_str().to_owned()), count);
+            }
+        }
+        Ok(ValueCounts { selected, values })
+    }
+
+    /// Counts the selected alerts per value of each facet field from the counters. The
+    /// field `own` gets the counts of every alert, because its own condition is left out.
+    fn facets(
+        &self,
+        connection: &Connection,
+        filter: &AlertFilter,
+        own: Option<Field>,
+    ) -> Result<Vec<Facet>, StoreError> {
+        let counted = self.count(connection)?;
         let unfiltered = if own.is_some() {
             unfiltered_facets(connection)?
         } else {
@@ -831,35 +874,271 @@ impl Selection {
                 continue;
             }
             let values = if field == Field::Status {
-                let unread = count_of("status", "unread");
                 TriageStatus::ALL
                     .iter()
                     .map(|status| {
                         let count = match status {
-                            TriageStatus::Unread => unread,
-                            TriageStatus::Read => selected - unread,
                             TriageStatus::Snoozed => snoozed_count(connection, filter)?,
-                            other => count_of("status", other.as_str()),
+                            other => counted.get("status", other.as_str()),
                         };
                         Ok((status.as_str().to_owned(), count))
                     })
                     .collect::<Result<_, StoreError>>()?
             } else {
-                let name = field.counter_name().unwrap_or_default();
-                let mut values: Vec<(String, i64)> = totals
-                    .keys()
-                    .filter(|(counted, _)| counted == name)
-                    .map(|(_, value)| (value.clone(), count_of(name, value)))
-                    .filter(|(_, count)| *count > 0)
-                    .collect();
-                values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                values.truncate(200);
-                values
+                counted.listed(field)
             };
             facets.push(Facet { field, values });
         }
         Ok(facets)
     }
+}
+
+/// Counts of alerts per facet value, keyed by the field's name in `facet_counts` and the
+/// value, before they are sorted and cut to a list.
+#[derive(Clone, Default)]
+struct ValueCounts {
+    /// The number of alerts counted.
+    selected: i64,
+    values: FxHashMap<(String, String), i64>,
+}
+
+impl ValueCounts {
+    fn get(&self, field: &str, value: &str) -> i64 {
+        self.values
+            .get(&(field.to_owned(), value.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Returns the positive counts of `field`, most first, at most [`FACET_VALUES`].
+    fn listed(&self, field: Field) -> Vec<(String, i64)> {
+        let name = field.counter_name().unwrap_or_default();
+        let mut values: Vec<(String, i64)> = self
+            .values
+            .iter()
+            .filter(|((counted, _), count)| counted == name && **count > 0)
+            .map(|((_, value), count)| (value.clone(), *count))
+            .collect();
+        sort_facet_values(&mut values);
+        values
+    }
+}
+
+/// Sorts facet values by count, most first, then by value, and keeps the first
+/// [`FACET_VALUES`].
+fn sort_facet_values(values: &mut Vec<(String, i64)>) {
+    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    values.truncate(FACET_VALUES);
+}
+
+/// A part of a filter that can be negated: a condition, or a bound of the receive time.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    Condition(&'a Condition),
+    Since(i64),
+    Until(i64),
+}
+
+/// Builds the filter of `parts`, each negated where its flag is true.
+fn filter_of(parts: &[(Part, bool)]) -> AlertFilter {
+    let mut filter = AlertFilter::default();
+    for (part, negated) in parts {
+        match (part, negated) {
+            (Part::Condition(condition), negated) => filter.conditions.push(Condition {
+                negate: condition.negate != *negated,
+                ..(*condition).clone()
+            }),
+            (Part::Since(time), false) | (Part::Until(time), true) => {
+                filter.since_ms = Some(filter.since_ms.map_or(*time, |since| since.max(*time)));
+            }
+            (Part::Until(time), false) | (Part::Since(time), true) => {
+                filter.until_ms = Some(filter.until_ms.map_or(*time, |until| until.min(*time)));
+            }
+        }
+    }
+    filter
+}
+
+/// Counts the fields `wanted` selects over the alerts of `filter`, whose parts (conditions
+/// and receive times) together keep more than half the alerts of a first part, or of all
+/// alerts. The counts are then those of the first part, or the totals, from the counters,
+/// minus passes over the alerts the other parts exclude: for each later part, the alerts
+/// that every part before it keeps and it excludes. Together those passes return fewer
+/// alerts than a pass over the alerts `filter` matches. Returns `false`, counting nothing,
+/// when no first part makes that so, or `filter` has free text or a lowest level.
+fn count_by_exclusion(
+    connection: &Connection,
+    filter: &AlertFilter,
+    counts: &mut FacetCounts,
+    wanted: impl Fn(Field) -> bool,
+    counted_before: &mut Vec<(Option<Condition>, ValueCounts)>,
+) -> Result<bool, StoreError> {
+    if !filter.text.trim().is_empty() || filter.min_level.is_some() {
+        return Ok(false);
+    }
+    let mut parts: Vec<Part> = filter
+        .conditions
+        .iter()
+        .filter(|condition| !condition.values.is_empty())
+        .map(Part::Condition)
+        .collect();
+    parts.extend(filter.since_ms.map(Part::Since));
+    parts.extend(filter.until_ms.map(Part::Until));
+    if parts.is_empty() {
+        return Ok(false);
+    }
+    let mut selections = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let selection = match part {
+            // `is:snoozed` and several triage states in one condition have no counters.
+            Part::Condition(condition) => match Selection::of_condition(condition) {
+                Some(selection) => Some(selection),
+                None => return Ok(false),
+            },
+            Part::Since(_) | Part::Until(_) => None,
+        };
+        selections.push(selection);
+    }
+    // The share of the alerts a time bound keeps, as if receive times were spread evenly.
+    let (oldest, newest): (Option<i64>, Option<i64>) =
+        if filter.since_ms.is_some() || filter.until_ms.is_some() {
+            connection
+                // Each in its own query, so that each reads one end of the receive time index.
+                .prepare_cached(
+                    "SELECT (SELECT min(last_received_ms) FROM alerts),
+                     (SELECT max(last_received_ms) FROM alerts)",
+                )?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        } else {
+            (None, None)
+        };
+    let time_share = |part: &Part| -> f64 {
+        let (Some(oldest), Some(newest)) = (oldest, newest) else {
+            return 1.0;
+        };
+        // In floating point, because a bound may lie anywhere in the range of i64.
+        let span = newest as f64 - oldest as f64 + 1.0;
+        let share = match part {
+            Part::Since(time) => (newest as f64 - *time as f64 + 1.0) / span,
+            Part::Until(time) => (*time as f64 - oldest as f64) / span,
+            Part::Condition(_) => 1.0,
+        };
+        share.clamp(0.0, 1.0)
+    };
+
+    // The first part is the one whose alerts the others exclude least of, or all alerts.
+    // The share each condition keeps is exact from the pairs. The shares are multiplied as
+    // if the parts were independent, which only guides this choice.
+    let all = Selection {
+        field: "level",
+        values: Vec::new(),
+        complement: true,
+    };
+    let mut best: Option<(f64, Option<usize>, ValueCounts)> = None;
+    for first in std::iter::once(None).chain((0..parts.len()).map(Some)) {
+        let (selection, key) = match first {
+            None => (&all, None),
+            Some(index) => match (&selections[index], parts[index]) {
+                (Some(selection), Part::Condition(condition)) if selection.values != [SNOOZED] => {
+                    (selection, Some(condition.clone()))
+                }
+                _ => continue,
+            },
+        };
+        let counted = match counted_before.iter().find(|(k, _)| *k == key) {
+            Some((_, counted)) => counted.clone(),
+            None => {
+                let counted = selection.count(connection)?;
+                counted_before.push((key, counted.clone()));
+                counted
+            }
+        };
+        if counted.selected == 0 {
+            continue;
+        }
+        let mut kept = counted.selected as f64;
+        for (other, part) in parts.iter().enumerate() {
+            if Some(other) == first {
+                continue;
+            }
+            let Some(other_selection) = &selections[other] else {
+                kept *= time_share(part);
+                continue;
+            };
+            let known = other_selection.values != [SNOOZED]
+                && !(selection.field == "status" && other_selection.field == "status");
+            if !known {
+                continue;
+            }
+            let named: i64 = other_selection
+                .values
+                .iter()
+                .map(|value| counted.get(other_selection.field, value))
+                .sum();
+            let matched = if other_selection.complement {
+                counted.selected - named
+            } else {
+                named
+            };
+            kept *= matched as f64 / counted.selected as f64;
+        }
+        let excluded = counted.selected as f64 - kept;
+        if excluded < kept && best.as_ref().is_none_or(|(least, ..)| excluded < *least) {
+            best = Some((excluded, first, counted));
+        }
+    }
+    let Some((_, first, counted)) = best else {
+        return Ok(false);
+    };
+
+    // One pass per later part, over the alerts that every part before it keeps and it
+    // excludes. Each pass may be driven by the index of any condition it keeps.
+    let mut before: Vec<(Part, bool)> = first
+        .map(|index| (parts[index], false))
+        .into_iter()
+        .collect();
+    let mut excluded = FacetCounts::default();
+    for (index, part) in parts.iter().enumerate() {
+        if Some(index) == first {
+            continue;
+        }
+        let mut outside = before.clone();
+        outside.push((*part, true));
+        let clause = Clause::build(
+            connection,
+            &filter_of(&outside),
+            None,
+            &TextPlan::FewMatches,
+            false,
+        )?;
+        count_pass(connection, &clause, &mut excluded, &wanted)?;
+        before.push((*part, false));
+    }
+
+    let excluded = excluded.by_name();
+    for (slot, field) in Field::FACETS.into_iter().take(TEXT_FACETS).enumerate() {
+        if !wanted(field) {
+            continue;
+        }
+        let name = field.counter_name().unwrap_or_default();
+        for ((counted_field, value), count) in &counted.values {
+            let count = count - excluded.get(counted_field, value);
+            if counted_field == name && count > 0 {
+                counts.text[slot].insert(value.as_bytes().to_vec(), count);
+            }
+        }
+    }
+    if wanted(Field::Status) {
+        for status in TriageStatus::ALL {
+            counts.status[status as usize] = match status {
+                TriageStatus::Snoozed => snoozed_count(connection, filter)?,
+                other => {
+                    counted.get("status", other.as_str()) - excluded.get("status", other.as_str())
+                }
+            };
+        }
+    }
+    Ok(true)
 }
 
 /// Counts the alerts `filter` matches that are snoozed now, through the index of snoozed
@@ -881,6 +1160,9 @@ fn snoozed_count(connection: &Connection, filter: &AlertFilter) -> Result<i64, S
     Ok(count)
 }
 
+/// The maximum number of values a facet lists.
+const FACET_VALUES: usize = 200;
+
 /// The columns of [`Field::FACETS`] that hold text, in that order, which is also the
 /// order of the first columns [`count_pass`] selects.
 const TEXT_FACETS: usize = 6;
@@ -891,7 +1173,7 @@ const TEXT_FACETS: usize = 6;
 #[derive(Default)]
 struct FacetCounts {
     /// Per text field, in the order of [`Field::FACETS`].
-    text: [rustc_hash::FxHashMap<Vec<u8>, i64>; TEXT_FACETS],
+    text: [FxHashMap<Vec<u8>, i64>; TEXT_FACETS],
     /// Per triage status, in the order of [`TriageStatus::ALL`].
     status: [i64; TriageStatus::ALL.len()],
 }
@@ -911,6 +1193,26 @@ impl FacetCounts {
         self.status[status as usize] += 1;
     }
 
+    /// Returns the counts keyed by field name and value, with `selected` the number of
+    /// alerts counted if the triage states were counted, and 0 if not.
+    fn by_name(self) -> ValueCounts {
+        let mut values = FxHashMap::default();
+        for (field, counted) in Field::FACETS.into_iter().zip(self.text) {
+            let name = field.counter_name().unwrap_or_default();
+            for (value, count) in counted {
+                let value = String::from_utf8_lossy(&value).into_owned();
+                values.insert((name.to_owned(), value), count);
+            }
+        }
+        for status in TriageStatus::ALL {
+            let count = self.status[status as usize];
+            values.insert(("status".to_owned(), status.as_str().to_owned()), count);
+        }
+        let selected =
+            self.status[TriageStatus::Unread as usize] + self.status[TriageStatus::Read as usize];
+        ValueCounts { selected, values }
+    }
+
     fn into_facets(self) -> Vec<Facet> {
         let mut text = self.text.into_iter();
         Field::FACETS
@@ -927,8 +1229,7 @@ impl FacetCounts {
                         .into_iter()
                         .map(|(value, count)| (String::from_utf8_lossy(&value).into_owned(), count))
                         .collect();
-                    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                    values.truncate(200);
+                    sort_facet_values(&mut values);
                     values
                 };
                 Facet { field, values }
@@ -1009,7 +1310,7 @@ fn unfiltered_facets(connection: &Connection) -> Result<Vec<Facet>, StoreError> 
             .iter()
             .filter(|(row_field, _, _)| *row_field == name)
             .map(|(_, value, count)| (value.clone(), *count))
-            .take(200)
+            .take(FACET_VALUES)
             .collect();
         if field == Field::Status {
             values = TriageStatus::ALL
@@ -1423,9 +1724,9 @@ mod tests {
         }
     }
 
-    /// Filters of one condition, whose facet counts come from pair counters, filters of
-    /// several conditions, where the choice of the driving index matters, and negated
-    /// snoozing, which compares with a time that may be NULL.
+    /// Filters of one condition, whose facet counts come from pair counters; filters of
+    /// several conditions, where the choice of the driving index and of exclusion matters;
+    /// negated snoozing, which compares with a time that may be NULL; receive times.
     fn combined_filters() -> Vec<AlertFilter> {
         use Field::*;
         let filters = [
@@ -1495,6 +1796,42 @@ mod tests {
                 condition(Status, true, &["snoozed"]),
                 condition(Level, false, &["High"]),
             ],
+            vec![
+                condition(Level, false, &["Low"]),
+                condition(Status, false, &["unread"]),
+            ],
+            vec![
+                condition(Status, true, &["archived"]),
+                condition(Cluster, false, &["cluster-0", "cluster-1"]),
+            ],
+            vec![
+                condition(Category, true, &["Cost"]),
+                condition(State, false, &["Active"]),
+            ],
+            vec![
+                condition(Namespace, true, &["ns-0"]),
+                condition(Level, true, &["Low"]),
+            ],
+            vec![
+                condition(Level, true, &["Low"]),
+                condition(Level, true, &["Medium"]),
+            ],
+            vec![
+                condition(Level, true, &["Critical"]),
+                condition(Status, false, &["unread"]),
+                condition(Status, true, &["archived"]),
+            ],
+            vec![
+                condition(Category, true, &["Cost"]),
+                condition(State, true, &["New"]),
+                condition(Status, true, &["archived"]),
+                condition(Status, true, &["snoozed"]),
+            ],
+            vec![
+                condition(Level, false, &["Low", "Medium", "High"]),
+                condition(Status, false, &["unread"]),
+                condition(Namespace, true, &["ns-0"]),
+            ],
         ];
         let mut filters: Vec<AlertFilter> = filters
             .into_iter()
@@ -1522,11 +1859,36 @@ mod tests {
             min_level: Some(crate::model::Level::Medium),
             ..AlertFilter::default()
         });
-        filters.push(AlertFilter {
-            conditions: vec![condition(State, false, &["New"])],
-            since_ms: Some(1_200),
-            ..AlertFilter::default()
-        });
+        // Receive times in `fill_varied` run from 1,000 to 1,399.
+        let times = [
+            (vec![condition(State, false, &["New"])], Some(1_200), None),
+            (Vec::new(), Some(1_050), None),
+            (Vec::new(), None, Some(1_350)),
+            (Vec::new(), Some(1_050), Some(1_380)),
+            (Vec::new(), Some(i64::MIN), Some(i64::MAX)),
+            (
+                vec![condition(Status, false, &["unread"])],
+                None,
+                Some(1_390),
+            ),
+            (vec![condition(Level, true, &["Low"])], Some(1_010), None),
+            (
+                vec![
+                    condition(Cluster, true, &["cluster-0"]),
+                    condition(Status, true, &["archived"]),
+                ],
+                Some(1_020),
+                Some(1_395),
+            ),
+        ];
+        for (conditions, since_ms, until_ms) in times {
+            filters.push(AlertFilter {
+                conditions,
+                since_ms,
+                until_ms,
+                ..AlertFilter::default()
+            });
+        }
         filters
     }
 
@@ -1771,14 +2133,25 @@ mod tests {
         check_combined_filters(&connection);
 
         // The counts of a one-condition filter are read from the counters, not counted.
-        let filter = AlertFilter {
+        // So are those of a two-condition filter whose second condition keeps most alerts
+        // of the first, less the counts of the alerts it excludes.
+        let one = AlertFilter {
             conditions: vec![condition(Field::Level, false, &["Low"])],
             ..AlertFilter::default()
         };
+        let two = AlertFilter {
+            conditions: vec![
+                condition(Field::Level, false, &["Low"]),
+                condition(Field::Status, false, &["unread"]),
+            ],
+            ..AlertFilter::default()
+        };
         let state_counts = |connection: &Connection| {
-            let facets = facets(connection, &filter).unwrap();
-            let state = facets.iter().find(|f| f.field == Field::State).unwrap();
-            state.values.clone()
+            [&one, &two].map(|filter| {
+                let facets = facets(connection, filter).unwrap();
+                let state = facets.iter().find(|f| f.field == Field::State).unwrap();
+                state.values.clone()
+            })
         };
         let before = state_counts(&connection);
         connection
@@ -1790,8 +2163,29 @@ mod tests {
             )
             .unwrap();
         let after = state_counts(&connection);
-        assert_ne!(after, before);
-        assert!(after
+        for (after, before) in after.iter().zip(&before) {
+            assert_ne!(after, before);
+            assert!(after
+                .iter()
+                .any(|(value, count)| value == "New" && *count > 1000));
+        }
+
+        // A receive time that keeps most alerts takes the totals less the others' counts.
+        let recent = AlertFilter {
+            since_ms: Some(1_050),
+            ..AlertFilter::default()
+        };
+        connection
+            .execute(
+                "UPDATE facet_counts SET count = count + 1000
+                 WHERE field = 'state' AND value = 'New'",
+                [],
+            )
+            .unwrap();
+        let facets = facets(&connection, &recent).unwrap();
+        let state = facets.iter().find(|f| f.field == Field::State).unwrap();
+        assert!(state
+            .values
             .iter()
             .any(|(value, count)| value == "New" && *count > 1000));
     }
