@@ -1947,6 +1947,64 @@ mod tests {
         assert!(results.iter().any(|(rows, _, _)| rows.is_empty()));
     }
 
+    #[test]
+    fn random_filters_match_rust_check() {
+        use rand::{Rng, SeedableRng};
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        fill_varied(&mut connection, 2_000);
+        let alerts = stored_alerts(&connection);
+        let pool: [(Field, &[&str]); 7] = [
+            (Field::Level, &["Low", "Medium", "High", "Critical", "None"]),
+            (Field::Category, &["Health", "Cost"]),
+            (Field::Cluster, &["cluster-0", "cluster-1", "cluster-2"]),
+            (Field::Namespace, &["ns-0", "ns-1", "ns-2", "ns-3", "ns-4"]),
+            (Field::State, &["New", "Active", "Resolved"]),
+            (Field::ObjectType, &["Pod", "Node"]),
+            (
+                Field::Status,
+                &["unread", "read", "acknowledged", "snoozed", "archived"],
+            ),
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..300 {
+            let mut filter = AlertFilter::default();
+            for _ in 0..rng.random_range(0..4) {
+                let (field, values) = pool[rng.random_range(0..pool.len())];
+                let mut chosen: Vec<&str> = values
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.random_range(0..3) == 0)
+                    .collect();
+                if chosen.is_empty() {
+                    chosen.push(values[rng.random_range(0..values.len())]);
+                }
+                filter
+                    .conditions
+                    .push(condition(field, rng.random_range(0..3) == 0, &chosen));
+            }
+            if rng.random_range(0..4) == 0 {
+                filter.since_ms = Some(1_000 + rng.random_range(0..400));
+            }
+            if rng.random_range(0..4) == 0 {
+                filter.until_ms = Some(1_000 + rng.random_range(0..400));
+            }
+            if rng.random_range(0..6) == 0 {
+                filter.min_level = Some(crate::model::Level::Medium);
+            }
+            assert_eq!(
+                facets(&connection, &filter).unwrap(),
+                expected_facets(&alerts, &filter),
+                "facets of {filter:?}"
+            );
+            assert_eq!(
+                count(&connection, &filter).unwrap(),
+                expected_seqs(&alerts, &filter).len() as i64,
+                "count of {filter:?}"
+            );
+        }
+    }
+
     /// Returns the pages of free-text searches, one per search, through [`list`].
     fn search_pages(connection: &Connection) -> Vec<Vec<AlertSummary>> {
         ["memory", "pres mem", "cert", "disk pressure", "zzzz"]
