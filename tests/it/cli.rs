@@ -487,6 +487,9 @@ fn sigterm_finishes_delivery_in_flight() {
         .unwrap();
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(&body[..100]).unwrap();
+    // A connection whose request the server has not begun to read is idle, and shutdown
+    // closes idle connections, so the signal waits until the server has read what was sent.
+    wait_until_read(&stream);
 
     // The request is in flight when the signal arrives; the rest of the body follows.
     Command::new("kill")
@@ -502,4 +505,42 @@ fn sigterm_finishes_delivery_in_flight() {
     serve.stop();
     let alerts = alerts_json(dir.path(), &[]);
     assert_eq!(alerts.len(), 1);
+}
+
+/// Waits until the server has read everything sent on `stream`: its end of the connection,
+/// listed in `/proc/net/tcp`, has nothing left in its receive queue.
+fn wait_until_read(stream: &std::net::TcpStream) {
+    // `/proc/net/tcp` writes an IPv4 address as the hex of its bytes in memory order, which
+    // is little-endian on the machines the tests run on, then a colon and the port.
+    let hex = |address: std::net::SocketAddr| match address {
+        std::net::SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        std::net::SocketAddr::V6(_) => panic!("the test server listens on IPv4"),
+    };
+    let server = hex(stream.peer_addr().unwrap());
+    let client = hex(stream.local_addr().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let unread = table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, queues) = (fields.get(1)?, fields.get(2)?, fields.get(4)?);
+            if *local != server || *remote != client {
+                return None;
+            }
+            let receive = queues.split(':').nth(1)?;
+            u64::from_str_radix(receive, 16).ok()
+        });
+        if unread == Some(0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not read the request within 20 s: {unread:?} bytes left"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
