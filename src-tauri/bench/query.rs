@@ -238,6 +238,18 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             },
         ),
         (
+            "ns=ns-42 state=Postponed category=Security objectType=StatefulSet",
+            AlertFilter {
+                conditions: vec![
+                    condition(Field::Namespace, &["ns-42"]),
+                    condition(Field::State, &["Postponed"]),
+                    condition(Field::Category, &["Security"]),
+                    condition(Field::ObjectType, &["StatefulSet"]),
+                ],
+                ..Default::default()
+            },
+        ),
+        (
             "cluster!=cluster-07 level=High",
             AlertFilter {
                 conditions: vec![

@@ -68,12 +68,17 @@ impl Field {
     }
 
     /// Returns whether the field's index carries every column that filters and facet
-    /// counts read (migrations 2 and 3), so rows found through it are checked on index
+    /// counts read (migrations 2, 3 and 5), so rows found through it are checked on index
     /// entries.
     fn has_covering_index(self) -> bool {
         matches!(
             self,
-            Self::Level | Self::Cluster | Self::State | Self::Category | Self::ObjectType
+            Self::Level
+                | Self::Cluster
+                | Self::Namespace
+                | Self::State
+                | Self::Category
+                | Self::ObjectType
         )
     }
 }
@@ -339,6 +344,21 @@ impl Clause {
 /// of one namespace and 3.4 ms for 50,000 entries of the covering level index.
 const ROW_READ_COST: i64 = 10;
 
+/// Returns whether the index that `condition` can use carries every column that filters
+/// and facet counts read. Of the triage states, only acknowledged and archived alerts have
+/// such an index (migration 5).
+fn is_covered(condition: &Condition) -> bool {
+    if condition.field != Field::Status {
+        return condition.field.has_covering_index();
+    }
+    condition.values.iter().all(|value| {
+        matches!(
+            TriageStatus::parse(value),
+            Some(TriageStatus::Acknowledged | TriageStatus::Archived)
+        )
+    })
+}
+
 /// Chooses the one condition whose index drives the query, the one with the lowest cost:
 /// its matching alerts, from `facet_counts`, times [`ROW_READ_COST`] unless its index is
 /// covering. SQLite chooses by the statistics of `ANALYZE`, which the app never runs, and
@@ -388,7 +408,7 @@ fn driving_condition(
                 .optional()?;
             matches += count.unwrap_or(0);
         }
-        let cost = if condition.field.has_covering_index() {
+        let cost = if is_covered(condition) {
             matches
         } else {
             matches.saturating_mul(ROW_READ_COST)
@@ -2036,6 +2056,23 @@ mod tests {
         CREATE INDEX alerts_by_category ON alerts (category, last_received_ms DESC);
         CREATE INDEX alerts_by_object_type ON alerts (object_type, last_received_ms DESC);";
 
+    /// Indexes of schemas 1 to 4 that migration 5 replaces.
+    const SCHEMA_4_INDEXES: &str = "
+        DROP INDEX alerts_by_namespace_facets;
+        DROP INDEX alerts_acknowledged_facets;
+        DROP INDEX alerts_archived_facets;
+        CREATE INDEX alerts_by_namespace ON alerts (namespace, last_received_ms DESC);
+        CREATE INDEX alerts_acknowledged ON alerts (last_received_ms DESC)
+            WHERE acknowledged_ms IS NOT NULL;
+        CREATE INDEX alerts_archived ON alerts (last_received_ms DESC)
+            WHERE archived_ms IS NOT NULL;";
+    /// Indexes that migration 5 replaces.
+    const SCHEMA_4_REPLACED: [&str; 3] = [
+        "alerts_by_namespace",
+        "alerts_acknowledged",
+        "alerts_archived",
+    ];
+
     /// Removes what migration 4 adds.
     const SCHEMA_4_PAIRS_DROPPED: &str = "
         DROP TRIGGER facet_pairs_insert;
@@ -2067,9 +2104,7 @@ mod tests {
             (from, latest)
         );
         let indexes: Vec<String> = connection
-            .prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'alerts_by_%'",
-            )
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'alerts_%'")
             .unwrap()
             .query_map([], |row| row.get(0))
             .unwrap()
@@ -2101,6 +2136,7 @@ mod tests {
              DROP INDEX alerts_by_object_type_facets;
              {SCHEMA_1_INDEXES}
              {SCHEMA_2_INDEXES}
+             {SCHEMA_4_INDEXES}
              {SCHEMA_4_PAIRS_DROPPED}"
         );
         check_migration_keeps_results(
@@ -2112,6 +2148,9 @@ mod tests {
                 "alerts_by_state",
                 "alerts_by_category",
                 "alerts_by_object_type",
+                "alerts_by_namespace",
+                "alerts_acknowledged",
+                "alerts_archived",
             ],
         );
     }
@@ -2123,6 +2162,7 @@ mod tests {
              DROP INDEX alerts_by_category_facets;
              DROP INDEX alerts_by_object_type_facets;
              {SCHEMA_2_INDEXES}
+             {SCHEMA_4_INDEXES}
              {SCHEMA_4_PAIRS_DROPPED}"
         );
         check_migration_keeps_results(
@@ -2132,13 +2172,22 @@ mod tests {
                 "alerts_by_state",
                 "alerts_by_category",
                 "alerts_by_object_type",
+                "alerts_by_namespace",
+                "alerts_acknowledged",
+                "alerts_archived",
             ],
         );
     }
 
     #[test]
     fn migration_4_keeps_results() {
-        check_migration_keeps_results(SCHEMA_4_PAIRS_DROPPED, 3, &[]);
+        let downgrade = format!("{SCHEMA_4_INDEXES} {SCHEMA_4_PAIRS_DROPPED}");
+        check_migration_keeps_results(&downgrade, 3, &SCHEMA_4_REPLACED);
+    }
+
+    #[test]
+    fn migration_5_keeps_results() {
+        check_migration_keeps_results(SCHEMA_4_INDEXES, 4, &SCHEMA_4_REPLACED);
     }
 
     /// Returns the pair counters in the table, without those counted down to zero.
@@ -2253,12 +2302,20 @@ mod tests {
         let mut connection = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut connection).unwrap();
         fill_varied(&mut connection, 3_000);
-        // About 750 alerts are Critical, on the covering level index, and about 600 in
-        // ns-2, whose index leads to the alert rows: the level index costs less.
-        let level = condition(Field::Level, false, &["Critical"]);
-        let namespace = condition(Field::Namespace, false, &["ns-2"]);
+        // All 3,000 alerts have one of the levels, on the covering level index, and about
+        // 2,400 are unread, whose index leads to the alert rows: the level index costs less.
+        let levels = condition(Field::Level, false, &["Low", "Medium", "High", "Critical"]);
+        let unread = condition(Field::Status, false, &["unread"]);
         assert_eq!(
-            driving_condition(&connection, &[&namespace, &level], false).unwrap(),
+            driving_condition(&connection, &[&unread, &levels], false).unwrap(),
+            Some(1)
+        );
+        // About 750 alerts are Critical and about 300 acknowledged, whose index is covering
+        // too: it costs least.
+        let level = condition(Field::Level, false, &["Critical"]);
+        let acknowledged = condition(Field::Status, false, &["acknowledged"]);
+        assert_eq!(
+            driving_condition(&connection, &[&level, &acknowledged], false).unwrap(),
             Some(1)
         );
 
