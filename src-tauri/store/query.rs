@@ -678,9 +678,9 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
 /// clock, so no trigger can keep counters for it: those alerts are counted instead.
 const SNOOZED: &str = "snoozed";
 
-/// The alerts of a filter that is one condition on a facet field, or only a lowest level:
-/// those with any of `values` in `field`, or with `complement`, all others. Their facet
-/// counts are sums of pair counters (see [`facet_pairs`](super::facet_pairs)).
+/// A set of alerts whose facet counts are sums of pair counters (see
+/// [`facet_pairs`](super::facet_pairs)): those with any of `values` in `field`, or with
+/// `complement`, all others.
 struct Selection {
     /// The field's name in `facet_counts`, where triage states are under `status`.
     field: &'static str,
@@ -690,7 +690,7 @@ struct Selection {
 
 impl Selection {
     /// Returns the selection `filter` makes, and the facet field whose own condition it
-    /// is, or `None` when the filter has text, times or more than one condition.
+    /// is, or `None` unless the filter is one condition or only a lowest level.
     fn of(
         connection: &Connection,
         filter: &AlertFilter,
@@ -729,6 +729,15 @@ impl Selection {
                 Ok(Some((selection, None)))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// Returns the selection of every alert: no level named, and its complement taken.
+    fn all() -> Self {
+        Self {
+            field: "level",
+            values: Vec::new(),
+            complement: true,
         }
     }
 
@@ -821,9 +830,9 @@ impl Selection {
             count_pass(connection, &clause, &mut counts, |field| {
                 field != Field::Status
             })?;
-            together = counts.by_name().values;
+            together = counts.by_name();
         } else {
-            for (_, other_field, other_value, count) in
+            for (other_field, other_value, count) in
                 super::facet_pairs::pairs_of(connection, self.field, &self.values)?
             {
                 *together.entry((other_field, other_value)).or_default() += count;
@@ -913,21 +922,29 @@ impl Selection {
     }
 }
 
-/// Counts of alerts per facet value, keyed by the field's name in `facet_counts` and the
-/// value, before they are sorted and cut to a list.
-#[derive(Clone, Default)]
+/// Counts of alerts keyed by a field's name in `facet_counts` and a value.
+type CountsByName = FxHashMap<(String, String), i64>;
+
+/// Returns the count of `value` in `field`, or 0 if it has none.
+fn count_in(counts: &CountsByName, field: &str, value: &str) -> i64 {
+    counts
+        .get(&(field.to_owned(), value.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Counts of a selection's alerts per facet value, before they are sorted and cut to a
+/// list.
+#[derive(Clone)]
 struct ValueCounts {
     /// The number of alerts counted.
     selected: i64,
-    values: FxHashMap<(String, String), i64>,
+    values: CountsByName,
 }
 
 impl ValueCounts {
     fn get(&self, field: &str, value: &str) -> i64 {
-        self.values
-            .get(&(field.to_owned(), value.to_owned()))
-            .copied()
-            .unwrap_or(0)
+        count_in(&self.values, field, value)
     }
 
     /// Returns the positive counts of `field`, most first, at most [`FACET_VALUES`].
@@ -1049,11 +1066,7 @@ fn count_by_exclusion(
     // The first part is the one whose alerts the others exclude least of, or all alerts.
     // The share each condition keeps is exact from the pairs. The shares are multiplied as
     // if the parts were independent, which only guides this choice.
-    let all = Selection {
-        field: "level",
-        values: Vec::new(),
-        complement: true,
-    };
+    let all = Selection::all();
     let mut best: Option<(f64, Option<usize>, ValueCounts)> = None;
     for first in std::iter::once(None).chain((0..parts.len()).map(Some)) {
         let (selection, key) = match first {
@@ -1076,13 +1089,13 @@ fn count_by_exclusion(
         if counted.selected == 0 {
             continue;
         }
-        let mut kept = counted.selected as f64;
+        let mut matched_estimate = counted.selected as f64;
         for (other, part) in parts.iter().enumerate() {
             if Some(other) == first {
                 continue;
             }
             let Some(other_selection) = &selections[other] else {
-                kept *= time_share(part);
+                matched_estimate *= time_share(part);
                 continue;
             };
             let known = other_selection.values != [SNOOZED]
@@ -1100,10 +1113,11 @@ fn count_by_exclusion(
             } else {
                 named
             };
-            kept *= matched as f64 / counted.selected as f64;
+            matched_estimate *= matched as f64 / counted.selected as f64;
         }
-        let excluded = counted.selected as f64 - kept;
-        if excluded < kept && best.as_ref().is_none_or(|(least, ..)| excluded < *least) {
+        let excluded = counted.selected as f64 - matched_estimate;
+        if excluded < matched_estimate && best.as_ref().is_none_or(|(least, ..)| excluded < *least)
+        {
             best = Some((excluded, first, counted));
         }
     }
@@ -1136,13 +1150,14 @@ fn count_by_exclusion(
     }
 
     let excluded = excluded.by_name();
+
     for (slot, field) in Field::FACETS.into_iter().take(TEXT_FACETS).enumerate() {
         if !wanted(field) {
             continue;
         }
         let name = field.counter_name().unwrap_or_default();
         for ((counted_field, value), count) in &counted.values {
-            let count = count - excluded.get(counted_field, value);
+            let count = count - count_in(&excluded, counted_field, value);
             if counted_field == name && count > 0 {
                 counts.text[slot].insert(value.as_bytes().to_vec(), count);
             }
@@ -1153,7 +1168,8 @@ fn count_by_exclusion(
             counts.status[status as usize] = match status {
                 TriageStatus::Snoozed => snoozed_count(connection, filter)?,
                 other => {
-                    counted.get("status", other.as_str()) - excluded.get("status", other.as_str())
+                    counted.get("status", other.as_str())
+                        - count_in(&excluded, "status", other.as_str())
                 }
             };
         }
@@ -1213,9 +1229,8 @@ impl FacetCounts {
         self.status[status as usize] += 1;
     }
 
-    /// Returns the counts keyed by field name and value, with `selected` the number of
-    /// alerts counted if the triage states were counted, and 0 if not.
-    fn by_name(self) -> ValueCounts {
+    /// Returns the counts keyed by field name and value.
+    fn by_name(self) -> CountsByName {
         let mut values = FxHashMap::default();
         for (field, counted) in Field::FACETS.into_iter().zip(self.text) {
             let name = field.counter_name().unwrap_or_default();
@@ -1228,9 +1243,7 @@ impl FacetCounts {
             let count = self.status[status as usize];
             values.insert(("status".to_owned(), status.as_str().to_owned()), count);
         }
-        let selected =
-            self.status[TriageStatus::Unread as usize] + self.status[TriageStatus::Read as usize];
-        ValueCounts { selected, values }
+        values
     }
 
     fn into_facets(self) -> Vec<Facet> {
@@ -1744,9 +1757,10 @@ mod tests {
         }
     }
 
-    /// Filters of one condition, whose facet counts come from pair counters; filters of
-    /// several conditions, where the choice of the driving index and of exclusion matters;
-    /// negated snoozing, which compares with a time that may be NULL; receive times.
+    /// Filters of one condition, whose facet counts come from pair counters, and filters
+    /// of several conditions, where the driving index and exclusion are chosen. They
+    /// include negated snoozing, which compares with a time that may be NULL, and receive
+    /// times.
     fn combined_filters() -> Vec<AlertFilter> {
         use Field::*;
         let filters = [
@@ -2191,9 +2205,7 @@ mod tests {
     }
 
     /// Returns the pair counters in the table, without those counted down to zero.
-    fn stored_pairs(
-        connection: &Connection,
-    ) -> rustc_hash::FxHashMap<crate::store::facet_pairs::PairKey, i64> {
+    fn stored_pairs(connection: &Connection) -> FxHashMap<crate::store::facet_pairs::PairKey, i64> {
         connection
             .prepare(
                 "SELECT field, value, other_field, other_value, count FROM facet_pairs
@@ -2240,13 +2252,13 @@ mod tests {
         check_combined_filters(&connection);
 
         // The counts of a one-condition filter are read from the counters, not counted.
-        // So are those of a two-condition filter whose second condition keeps most alerts
-        // of the first, less the counts of the alerts it excludes.
-        let one = AlertFilter {
+        // A two-condition filter whose second condition keeps most alerts of the first
+        // reads them too, and subtracts the counts of the alerts it excludes.
+        let one_condition = AlertFilter {
             conditions: vec![condition(Field::Level, false, &["Low"])],
             ..AlertFilter::default()
         };
-        let two = AlertFilter {
+        let two_conditions = AlertFilter {
             conditions: vec![
                 condition(Field::Level, false, &["Low"]),
                 condition(Field::Status, false, &["unread"]),
@@ -2254,7 +2266,7 @@ mod tests {
             ..AlertFilter::default()
         };
         let state_counts = |connection: &Connection| {
-            [&one, &two].map(|filter| {
+            [&one_condition, &two_conditions].map(|filter| {
                 let facets = facets(connection, filter).unwrap();
                 let state = facets.iter().find(|f| f.field == Field::State).unwrap();
                 state.values.clone()
