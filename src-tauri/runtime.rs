@@ -26,6 +26,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tunnel(#[from] crate::tunnel::TunnelError),
+    #[error("start-up was cancelled while the store was opening")]
+    Cancelled,
     #[error("failed to listen on {address}: {source}; choose another address with --listen or `listen` in the config file")]
     Bind {
         address: SocketAddr,
@@ -51,7 +53,16 @@ impl Runtime {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
         let data_dir = config.resolve_data_dir()?;
-        let (store, connection) = Store::open_with_max_pages(&data_dir, config.max_database_pages)?;
+        // A schema upgrade rebuilds indexes for seconds, so it runs off the async threads.
+        let (store, connection) = {
+            let (data_dir, max_pages) = (data_dir.clone(), config.max_database_pages);
+            tokio::task::spawn_blocking(move || Store::open_with_max_pages(&data_dir, max_pages))
+                .await
+                .map_err(|error| match error.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(_) => StartError::Cancelled,
+                })??
+        };
         let retention = Retention {
             max_age: Duration::from_secs(u64::from(config.delivery_retention_days) * 86_400),
             max_rows: config.delivery_retention_rows,

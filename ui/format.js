@@ -40,6 +40,7 @@ export function clockTime(ms) {
 /** Returns the CSS class of a level, so unknown levels get a neutral colour. */
 /** Describes the receiver's state for the status bar, with any backlog still being added. */
 export function receiverStatusText(info) {
+  if (info.starting) return info.upgrade ? "Upgrading the alert store…" : "Opening the alert store…";
   if (!info.running) return "Receiver stopped";
   const text = `Receiving on ${info.localUrl}`;
   if (!(info.pending > 0)) return text;

@@ -96,7 +96,7 @@ function renderStatus() {
 
   const receiver = document.getElementById("receiver-status");
   receiver.replaceChildren(
-    el("span", { class: `dot ${info.running ? "ok" : "bad"}` }),
+    el("span", { class: `dot ${info.running ? "ok" : info.starting ? "busy" : "bad"}` }),
     el("span", { text: receiverStatusText(info) }),
   );
   // A backlog shrinks without new alerts when its last deliveries are rejections or duplicates.
@@ -104,6 +104,15 @@ function renderStatus() {
   if (info.pending > 0) pendingTimer = setTimeout(refreshStatus, 1000);
 
   const banners = [];
+  if (info.upgrade) {
+    const { from, to } = info.upgrade;
+    banners.push(
+      el("div", { class: "banner info" }, [
+        el("strong", { text: `Upgrading the alert store from schema ${from} to ${to}. ` }),
+        "This runs once after an update and takes seconds, or tens of seconds on a store of a million alerts. The receiver starts when it is done.",
+      ]),
+    );
+  }
   if (info.startError) {
     banners.push(el("div", { class: "banner error" }, [el("strong", { text: "The receiver did not start: " }), info.startError]));
   }

@@ -56,7 +56,7 @@ pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandError {
-    /// `filter`, `invalid`, `notFound`, `unavailable` or `internal`.
+    /// `filter`, `invalid`, `notFound`, `starting`, `unavailable` or `internal`.
     pub code: &'static str,
     pub message: String,
     /// For `filter` errors, the byte offset of the bad term in the query.
@@ -104,13 +104,21 @@ where
     F: FnOnce(&mut Connection) -> CommandResult<T> + Send + 'static,
 {
     let db = Arc::clone(&state.db);
+    let starting = state.info().starting;
     let joined = tauri::async_runtime::spawn_blocking(move || {
         let mut guard = db.lock().expect("database lock poisoned");
         let connection = guard.as_mut().ok_or_else(|| {
-            CommandError::new(
-                "unavailable",
-                "the alert database is not open; see the error at the top of the window",
-            )
+            if starting {
+                CommandError::new(
+                    "starting",
+                    "the alert database is still opening; the inbox loads when it is open",
+                )
+            } else {
+                CommandError::new(
+                    "unavailable",
+                    "the alert database is not open; see the error at the top of the window",
+                )
+            }
         })?;
         work(connection)
     })
@@ -374,11 +382,19 @@ fn generate_secret() -> String {
 /// Posts a signed example alert to the app's own loopback receiver, as RealTheory would.
 #[tauri::command]
 async fn send_test_alert(state: State<'_, AppState>, level: String) -> CommandResult<String> {
-    let url = state.info().local_url.ok_or_else(|| {
-        CommandError::new(
-            "unavailable",
-            "the receiver is not running; fix the error shown at the top",
-        )
+    let info = state.info();
+    let url = info.local_url.ok_or_else(|| {
+        if info.starting {
+            CommandError::new(
+                "starting",
+                "the receiver is still starting; send the test alert once it runs",
+            )
+        } else {
+            CommandError::new(
+                "unavailable",
+                "the receiver is not running; fix the error shown at the top",
+            )
+        }
     })?;
     let config = state
         .load_config()

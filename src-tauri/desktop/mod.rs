@@ -40,7 +40,10 @@ pub fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .setup(|app| {
             let handle = app.handle().clone();
             tray::create(&handle)?;
-            tauri::async_runtime::block_on(state::start_runtime(&handle));
+            // The window paints while the store opens, which a schema upgrade makes take
+            // seconds; it shows the progress until the runtime-changed event.
+            let starting = handle.clone();
+            tauri::async_runtime::spawn(async move { state::start_runtime(&starting).await });
             events::spawn_flush_timer(handle);
             Ok(())
         })

@@ -47,13 +47,26 @@ pub struct RuntimeInfo {
     /// Reason the tunnel did not start while the receiver did.
     pub tunnel_error: Option<String>,
     pub tunnel_enabled: bool,
+    /// Whether the store is being opened and the receiver started.
+    pub starting: bool,
+    /// The schema upgrade that opening the store runs, while it runs.
+    pub upgrade: Option<SchemaUpgrade>,
+}
+
+/// A schema upgrade of the store, from one version to another.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SchemaUpgrade {
+    pub from: u32,
+    pub to: u32,
 }
 
 impl AppState {
     pub fn new(config_path: PathBuf) -> Self {
         Self {
+            // Setup starts the runtime in the background, so the window first sees it starting.
             info: RwLock::new(RuntimeInfo {
                 config_path: config_path.display().to_string(),
+                starting: true,
                 ..RuntimeInfo::default()
             }),
             config_path,
@@ -107,14 +120,20 @@ impl AppState {
 
 /// Starts the receiver (and the tunnel when configured) and records what happened.
 ///
-/// A tunnel that refuses to start because no secret or Basic credentials are set does not
-/// stop the receiver: it starts without the tunnel, and the window shows the reason.
+/// The window shows that the store is opening meanwhile, and which schema upgrade runs
+/// when there is one. A tunnel that refuses to start because no secret or Basic
+/// credentials are set does not stop the receiver: it starts without the tunnel, and the
+/// window shows the reason.
 pub async fn start_runtime(app: &AppHandle) {
     let state = app.state::<AppState>();
+    // Held until the runtime is stored, so a restart waits for a start still under way.
+    let mut running = state.running.lock().await;
     let mut info = RuntimeInfo {
         config_path: state.config_path.display().to_string(),
+        starting: true,
         ..RuntimeInfo::default()
     };
+    publish(app, &info);
 
     let started = match state.load_config() {
         Ok(mut config) => {
@@ -124,6 +143,17 @@ pub async fn start_runtime(app: &AppHandle) {
                 .lock()
                 .expect("notification gate lock poisoned")
                 .set_rules(Rules::from_config(&config.notifications));
+            let upgrade = config.resolve_data_dir().ok().and_then(|data_dir| {
+                Store::pending_upgrade(&data_dir).unwrap_or_else(|error| {
+                    // Opening the store below reports the error, if it lasts.
+                    tracing::debug!(%error, "failed to read the store's schema version");
+                    None
+                })
+            });
+            if let Some((from, to)) = upgrade {
+                info.upgrade = Some(SchemaUpgrade { from, to });
+                publish(app, &info);
+            }
             match Runtime::start(&config).await {
                 Err(StartError::Tunnel(error)) => {
                     tracing::warn!(%error, "starting without the tunnel");
@@ -147,7 +177,7 @@ pub async fn start_runtime(app: &AppHandle) {
             let connection = runtime.store().open_connection();
             set_connection(&state, connection.map_err(|error| error.to_string()));
             let tasks = events::spawn_forwarders(app.clone(), &runtime);
-            *state.running.lock().await = Some(Running { runtime, tasks });
+            *running = Some(Running { runtime, tasks });
         }
         Err((error, config)) => {
             tracing::error!(%error, "receiver did not start");
@@ -161,8 +191,18 @@ pub async fn start_runtime(app: &AppHandle) {
         }
     }
 
+    info.starting = false;
+    info.upgrade = None;
+    publish(app, &info);
+}
+
+/// Records `info` as the runtime's state and tells the window and the tray.
+fn publish(app: &AppHandle, info: &RuntimeInfo) {
+    let state = app.state::<AppState>();
     *state.info.write().expect("runtime info lock poisoned") = info.clone();
-    tray::refresh(app);
+    if !info.starting {
+        tray::refresh(app);
+    }
     let _ = app.emit(RUNTIME_EVENT, info);
 }
 

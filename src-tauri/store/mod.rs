@@ -181,6 +181,20 @@ impl Store {
         journal::pending(data_dir, &reader)
     }
 
+    /// Returns the schema versions (current, latest) when opening the store in `data_dir`
+    /// will upgrade its schema, which can take seconds on a large store. `None` when the
+    /// database is missing, new or up to date.
+    pub fn pending_upgrade(data_dir: &Path) -> Result<Option<(u32, u32)>, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let reader = open_read_only(&path)?;
+        let version: u32 = reader.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let latest = schema::latest_version();
+        Ok((version > 0 && version < latest).then_some((version, latest)))
+    }
+
     /// Opens another read-write connection, for triage updates from the app.
     pub fn open_connection(&self) -> Result<Connection, StoreError> {
         let connection = Connection::open(&self.path).map_err(|source| StoreError::Open {
@@ -233,4 +247,25 @@ fn configure(connection: &Connection, max_pages: Option<u64>) -> Result<(), Stor
 /// Returns the current time in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_upgrade_names_versions_until_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Store::pending_upgrade(dir.path()).unwrap(), None);
+
+        schema::create_at_version(&dir.path().join(DATABASE_FILE), 2);
+        let latest = schema::latest_version();
+        assert_eq!(
+            Store::pending_upgrade(dir.path()).unwrap(),
+            Some((2, latest))
+        );
+
+        Store::open(dir.path()).unwrap();
+        assert_eq!(Store::pending_upgrade(dir.path()).unwrap(), None);
+    }
 }

@@ -277,13 +277,17 @@ pub fn latest_version() -> u32 {
 
 /// Brings the schema up to date; returns the version before and after.
 pub fn migrate(connection: &mut Connection) -> Result<(u32, u32), StoreError> {
+    migrate_to(connection, latest_version())
+}
+
+/// Applies the migrations up to version `latest`; returns the version before and after.
+fn migrate_to(connection: &mut Connection, latest: u32) -> Result<(u32, u32), StoreError> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
     let current: u32 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    let latest = MIGRATIONS.len() as u32;
-    if current > latest {
+    if current > latest_version() {
         return Err(StoreError::NewerSchema {
             found: current,
-            supported: latest,
+            supported: latest_version(),
         });
     }
 
@@ -295,7 +299,8 @@ pub fn migrate(connection: &mut Connection) -> Result<(u32, u32), StoreError> {
             "upgrading the database schema; this can take a few seconds on a large store"
         );
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    let steps = MIGRATIONS.iter().take(latest as usize);
+    for (index, migration) in steps.enumerate().skip(current as usize) {
         match migration {
             Migration::Sql(sql) => transaction.execute_batch(sql)?,
             Migration::Built(step) => step(&transaction)?,
@@ -304,6 +309,16 @@ pub fn migrate(connection: &mut Connection) -> Result<(u32, u32), StoreError> {
     }
     transaction.commit()?;
     Ok((current, latest))
+}
+
+/// Creates the database of a store at schema `version`, as an older build left it.
+#[cfg(test)]
+pub(crate) fn create_at_version(path: &std::path::Path, version: u32) {
+    let mut connection = Connection::open(path).unwrap();
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .unwrap();
+    migrate_to(&mut connection, version).unwrap();
 }
 
 #[cfg(test)]

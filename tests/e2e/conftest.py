@@ -91,7 +91,8 @@ class App:
         )
         self.driver = None
 
-    def launch(self):
+    def launch(self, listen_timeout=15, wait_for_receiver=True):
+        """Starts the app and waits for its window, then for its receiver to listen."""
         options = ArgOptions()
         options.set_capability("browserName", "wry")
         options.set_capability(
@@ -103,8 +104,12 @@ class App:
         WebDriverWait(self.driver, 30).until(
             lambda d: d.execute_script("return document.body.dataset.ready === 'true'")
         )
-        wait_until(lambda: not port_is_free(self.port), message="the receiver to listen")
+        if wait_for_receiver:
+            self.wait_for_receiver(listen_timeout)
         return self
+
+    def wait_for_receiver(self, timeout=15):
+        wait_until(lambda: not port_is_free(self.port), timeout=timeout, message="the receiver to listen")
 
     def quit(self):
         if self.driver is not None:

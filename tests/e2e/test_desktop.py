@@ -1,6 +1,7 @@
 """End-to-end tests of the desktop app: a real window under Xvfb, driven over WebDriver."""
 
 import json
+import sqlite3
 import subprocess
 import time
 
@@ -223,6 +224,57 @@ def test_triage_survives_restart(tmp_path):
         second.wait_for_titles(lambda titles: titles == ["Acknowledge me"], "the acknowledged alert")
         second.set_query("is:archived")
         second.wait_for_titles(lambda titles: titles == ["Archive me"], "the archived alert")
+    finally:
+        second.quit()
+
+
+# Reverts the last migration, so that the next start upgrades the store from schema 4 to 5.
+UNDO_SCHEMA_5 = """
+    DROP INDEX alerts_by_namespace_facets;
+    DROP INDEX alerts_acknowledged_facets;
+    DROP INDEX alerts_archived_facets;
+    CREATE INDEX alerts_by_namespace ON alerts (namespace, last_received_ms DESC);
+    CREATE INDEX alerts_acknowledged ON alerts (last_received_ms DESC) WHERE acknowledged_ms IS NOT NULL;
+    CREATE INDEX alerts_archived ON alerts (last_received_ms DESC) WHERE archived_ms IS NOT NULL;
+    PRAGMA user_version = 4;
+"""
+
+
+def test_window_shows_store_upgrade(tmp_path):
+    first = App(tmp_path).launch()
+    try:
+        first.post(alert_payload("Kept through the upgrade"))
+        first.wait_for_titles(lambda titles: titles == ["Kept through the upgrade"], "the stored alert")
+    finally:
+        first.quit()
+    database = first.data_dir / "alerts.db"
+    with sqlite3.connect(database) as connection:
+        connection.executescript(UNDO_SCHEMA_5)
+
+    second = App.__new__(App)
+    second.__dict__.update(first.__dict__)
+    # The write lock holds the upgrade back until the window has shown it. The app waits
+    # up to 5 s for a lock, so the checks below run as soon as the banner is seen.
+    lock = sqlite3.connect(database, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        second.launch(wait_for_receiver=False)
+        wait_until(
+            lambda: "Upgrading the alert store from schema 4 to 5" in (second.text_of("#banners") or ""),
+            message="the upgrade banner",
+        )
+        assert second.text_of("#receiver-status") == "Upgrading the alert store…"
+        assert second.text_of("#empty-list") == "Opening the alert store…"
+        assert second.driver.execute_script("return document.getElementById('query-error').hidden")
+    finally:
+        lock.rollback()
+        lock.close()
+    try:
+        second.wait_for_receiver()
+        second.wait_for_titles(lambda titles: titles == ["Kept through the upgrade"], "the alert after the upgrade")
+        wait_until(lambda: "Upgrading" not in (second.text_of("#banners") or ""), message="the banner to go")
+        with sqlite3.connect(database) as connection:
+            assert connection.execute("PRAGMA user_version").fetchone()[0] == 5
     finally:
         second.quit()
 

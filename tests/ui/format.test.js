@@ -38,3 +38,11 @@ test("receiver status names the backlog still being added", () => {
   assert.match(receiverStatusText({ ...running, pending: 12345 }), /adding 12,345 received alerts/);
   assert.equal(receiverStatusText({ running: false, pending: 3 }), "Receiver stopped");
 });
+
+test("receiver status says while the store opens or upgrades", () => {
+  assert.equal(receiverStatusText({ running: false, starting: true, pending: 0 }), "Opening the alert store…");
+  assert.equal(
+    receiverStatusText({ running: false, starting: true, upgrade: { from: 4, to: 5 }, pending: 0 }),
+    "Upgrading the alert store…",
+  );
+});
