@@ -9,8 +9,9 @@
  *   namespace: string, consoleUrl: string|null, deliveryCount: number,
  *   firstReceivedMs: number, lastReceivedMs: number, read: boolean, acknowledged: boolean,
  *   snoozedUntilMs: number|null, archived: boolean, note: string}} AlertSummary
- * @typedef {{alerts: AlertSummary[], total: number|null, nextCursor: Cursor|null}} AlertPage
+ * @typedef {{alerts: AlertSummary[], nextCursor: Cursor|null}} AlertPage
  * @typedef {{field: string, values: [string, number][]}} Facet
+ * @typedef {{total: number, facets: Facet[]}} FacetSummary
  * @typedef {{action: string, untilMs?: number, note?: string}} TriageAction
  */
 
@@ -25,7 +26,7 @@ export const api = {
   appInfo: () => invoke("app_info"),
   /** @returns {Promise<AlertPage>} */
   listAlerts: (query, after, limit) => invoke("list_alerts", { query, after, limit }),
-  /** @returns {Promise<Facet[]>} */
+  /** @returns {Promise<FacetSummary>} */
   facets: (query) => invoke("alert_facets", { query }),
   alertDetail: (id) => invoke("alert_detail", { id }),
   /** @param {string[]} ids @param {TriageAction} action */

@@ -41,7 +41,10 @@ export const state = {
   query: "",
   /** @type {import("./api.js").AlertSummary[]} */
   rows: [],
+  /** Alerts matching `totalQuery`, which the facets bring after the first page. */
   total: 0,
+  /** The query `total` was counted for, or null before the first count. */
+  totalQuery: null,
   /** @type {import("./api.js").Cursor|null} */
   nextCursor: null,
   loading: false,
@@ -76,7 +79,6 @@ export async function reload({ keepScroll = false } = {}) {
   document.getElementById("empty-list").textContent = "No alerts match this filter.";
   const currentId = state.rows[state.cursor]?.id;
   state.rows = page.alerts;
-  state.total = page.total ?? page.alerts.length;
   state.nextCursor = page.nextCursor;
   state.cursor = currentId ? state.rows.findIndex((row) => row.id === currentId) : -1;
   if (!keepScroll) list.scrollTop = 0;
@@ -114,7 +116,6 @@ async function refreshTop() {
   );
   const currentId = state.rows[state.cursor]?.id;
   state.rows = top.concat(rest);
-  state.total = page.total ?? state.rows.length;
   if (rest.length === 0) state.nextCursor = page.nextCursor;
   state.cursor = currentId ? state.rows.findIndex((row) => row.id === currentId) : state.cursor;
   render();
@@ -156,8 +157,7 @@ function showQueryError(error) {
 function render() {
   spacer.style.height = `${state.rows.length * ROW_HEIGHT}px`;
   document.getElementById("empty-list").hidden = state.rows.length > 0;
-  const count = document.getElementById("result-count");
-  count.textContent = `${state.total.toLocaleString()} alert${state.total === 1 ? "" : "s"}`;
+  renderCount();
   renderRows();
   renderSelection();
 }
@@ -231,15 +231,29 @@ function renderSelection() {
 
 let facetGeneration = 0;
 
+/** Shows the number of matching alerts, or that it is being counted for a new query. */
+function renderCount() {
+  const count = document.getElementById("result-count");
+  count.textContent =
+    state.totalQuery === state.query
+      ? `${state.total.toLocaleString()} alert${state.total === 1 ? "" : "s"}`
+      : "Counting…";
+}
+
 async function loadFacets() {
   const generation = ++facetGeneration;
+  const query = state.query;
   let facets;
   try {
-    facets = await api.facets(state.query);
+    const summary = await api.facets(query);
+    facets = summary.facets;
+    if (generation !== facetGeneration) return;
+    state.total = summary.total;
+    state.totalQuery = query;
   } catch {
     return;
   }
-  if (generation !== facetGeneration) return;
+  renderCount();
   const container = document.getElementById("facet-list");
   const terms = new Set(splitTerms(state.query));
   const groups = facets.map((facet) => {

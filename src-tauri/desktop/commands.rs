@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::model::safe_console_url;
 use crate::secret::Secret;
 use crate::store::deliveries::{self, DeliveryRow};
-use crate::store::query::{self, Cursor, Facet};
+use crate::store::query::{self, Cursor, FacetSummary};
 use crate::store::triage::{self, TriageAction};
 use crate::store::{now_ms, outages, AlertSummary, StoreError};
 use crate::tunnel::TunnelStatus;
@@ -161,13 +161,12 @@ async fn app_info(app: AppHandle, state: State<'_, AppState>) -> CommandResult<A
     })
 }
 
-/// One page of the inbox list.
+/// One page of the inbox list. The number of matching alerts comes with the facets
+/// ([`alert_facets`]), so counting a broad filter does not hold up its first rows.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertPage {
     alerts: Vec<AlertSummary>,
-    /// Matching alerts in all pages; only computed for the first page.
-    total: Option<i64>,
     /// Start of the next page; `None` after the last page.
     next_cursor: Option<Cursor>,
 }
@@ -183,10 +182,6 @@ async fn list_alerts(
     let limit = limit.clamp(1, MAX_PAGE);
     with_db(&state, move |connection| {
         let alerts = query::list(connection, &filter, after, limit)?;
-        let total = match after {
-            None => Some(query::count(connection, &filter)?),
-            Some(_) => None,
-        };
         let next_cursor = (alerts.len() == limit).then(|| {
             let last = &alerts[alerts.len() - 1];
             Cursor {
@@ -196,7 +191,6 @@ async fn list_alerts(
         });
         Ok(AlertPage {
             alerts,
-            total,
             next_cursor,
         })
     })
@@ -204,10 +198,10 @@ async fn list_alerts(
 }
 
 #[tauri::command]
-async fn alert_facets(state: State<'_, AppState>, query: String) -> CommandResult<Vec<Facet>> {
+async fn alert_facets(state: State<'_, AppState>, query: String) -> CommandResult<FacetSummary> {
     let filter = crate::filter::parse(&query, now_ms())?;
     with_db(&state, move |connection| {
-        Ok(query::facets(connection, &filter)?)
+        Ok(query::facet_summary(connection, &filter)?)
     })
     .await
 }

@@ -674,6 +674,60 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
     Ok(facets)
 }
 
+/// Facet counts of a filter, and how many alerts it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FacetSummary {
+    pub total: i64,
+    pub facets: Vec<Facet>,
+}
+
+/// Counts alerts per facet value as [`facets`] does, and the alerts `filter` matches.
+///
+/// The total is the sum of the counts of a field that the filter leaves free, which costs
+/// nothing more than the facets. Only a filter on every such field is counted again.
+pub fn facet_summary(
+    connection: &Connection,
+    filter: &AlertFilter,
+) -> Result<FacetSummary, StoreError> {
+    let facets = facets(connection, filter)?;
+    let total = match total_of(filter, &facets) {
+        Some(total) => total,
+        None => count(connection, filter)?,
+    };
+    Ok(FacetSummary { total, facets })
+}
+
+/// Sums the facet of a field that `filter` does not constrain: its read and unread alerts,
+/// or the values of a field with one value per alert when none was cut off. Every alert
+/// the filter matches is in exactly one of those values. `None` when no field qualifies.
+fn total_of(filter: &AlertFilter, facets: &[Facet]) -> Option<i64> {
+    let constrained = |field: Field| {
+        filter
+            .conditions
+            .iter()
+            .any(|condition| condition.field == field && !condition.values.is_empty())
+    };
+    let read_or_unread = [TriageStatus::Unread.as_str(), TriageStatus::Read.as_str()];
+    facets
+        .iter()
+        .filter(|facet| !constrained(facet.field))
+        .find_map(|facet| {
+            if facet.field == Field::Status {
+                let sum = facet
+                    .values
+                    .iter()
+                    .filter(|(value, _)| read_or_unread.contains(&value.as_str()))
+                    .map(|(_, count)| count)
+                    .sum();
+                Some(sum)
+            } else if facet.values.len() < FACET_VALUES {
+                Some(facet.values.iter().map(|(_, count)| count).sum())
+            } else {
+                None
+            }
+        })
+}
+
 /// The status value of a [`Selection`] of the snoozed alerts. Snoozing ends with the
 /// clock, so no trigger can keep counters for it: those alerts are counted instead.
 const SNOOZED: &str = "snoozed";
@@ -1957,15 +2011,71 @@ mod tests {
             let counted = count(connection, &filter).unwrap();
             assert_eq!(counted, expected.len() as i64, "count of {filter:?}");
 
-            let facets = facets(connection, &filter).unwrap();
+            let summary = facet_summary(connection, &filter).unwrap();
             assert_eq!(
-                facets,
+                summary.facets,
                 expected_facets(&alerts, &filter),
                 "facets of {filter:?}"
             );
-            results.push((listed, counted, facets));
+            assert_eq!(summary.total, counted, "total of {filter:?}");
+            results.push((listed, counted, summary.facets));
         }
         results
+    }
+
+    #[test]
+    fn total_from_each_free_field() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        fill_varied(&mut connection, 1_000);
+        let alerts = stored_alerts(&connection);
+        let every_field = [
+            condition(Field::Level, false, &["Low", "High"]),
+            condition(Field::Category, false, &["Health"]),
+            condition(Field::Cluster, true, &["cluster-1"]),
+            condition(Field::Namespace, true, &["ns-2"]),
+            condition(Field::State, false, &["New", "Active"]),
+            condition(Field::ObjectType, false, &["Pod"]),
+            condition(Field::Status, false, &["unread"]),
+        ];
+        // One field left free, then none: the total is counted again.
+        let free_fields = Field::FACETS.into_iter().map(Some).chain([None]);
+        for free in free_fields {
+            let filter = AlertFilter {
+                conditions: every_field
+                    .iter()
+                    .filter(|condition| Some(condition.field) != free)
+                    .cloned()
+                    .collect(),
+                ..AlertFilter::default()
+            };
+            let summary = facet_summary(&connection, &filter).unwrap();
+            let summed = total_of(&filter, &summary.facets);
+            assert_eq!(summed.is_some(), free.is_some(), "{free:?}");
+            let expected = expected_seqs(&alerts, &filter).len() as i64;
+            assert!(
+                expected > 0,
+                "the filter without {free:?} should match alerts"
+            );
+            assert_eq!(summary.total, expected, "total without {free:?}");
+        }
+    }
+
+    #[test]
+    fn total_skips_facets_cut_off() {
+        let many = Facet {
+            field: Field::Level,
+            values: (0..FACET_VALUES as i64)
+                .map(|n| (format!("level-{n}"), 1))
+                .collect(),
+        };
+        let few = Facet {
+            field: Field::Category,
+            values: vec![("Health".to_owned(), 3), ("Cost".to_owned(), 4)],
+        };
+        let filter = AlertFilter::default();
+        assert_eq!(total_of(&filter, &[many.clone(), few]), Some(7));
+        assert_eq!(total_of(&filter, &[many]), None);
     }
 
     #[test]
@@ -2026,14 +2136,17 @@ mod tests {
             if rng.random_range(0..6) == 0 {
                 filter.min_level = Some(crate::model::Level::Medium);
             }
+            let summary = facet_summary(&connection, &filter).unwrap();
             assert_eq!(
-                facets(&connection, &filter).unwrap(),
+                summary.facets,
                 expected_facets(&alerts, &filter),
                 "facets of {filter:?}"
             );
+            let expected_total = expected_seqs(&alerts, &filter).len() as i64;
+            assert_eq!(summary.total, expected_total, "total of {filter:?}");
             assert_eq!(
                 count(&connection, &filter).unwrap(),
-                expected_seqs(&alerts, &filter).len() as i64,
+                expected_total,
                 "count of {filter:?}"
             );
         }

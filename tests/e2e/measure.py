@@ -132,7 +132,15 @@ def measure_run(index, data_dir):
         # A schema upgrade delays the inbox, not the window.
         wait_until(lambda: mark_epoch_ms(app, "inbox-ready"), timeout=600, message="the inbox to load")
         launch_ms = mark_epoch_ms(app, "inbox-ready") - started_ms
-        total = app.driver.execute_script("return document.getElementById('result-count').textContent")
+        # The count comes with the facets, after the first rows.
+        total = wait_until(
+            lambda: app.driver.execute_script(
+                "const text = document.getElementById('result-count').textContent;"
+                "return text === 'Counting…' ? null : text"
+            ),
+            timeout=60,
+            message="the count of alerts",
+        )
 
         time.sleep(IDLE_SETTLE_S)
         rss_kib, pss_kib = memory_kib(process_tree(pid))

@@ -84,11 +84,15 @@ def test_level_and_text_filters_narrow_list(app):
     app.post(alert_payload("Pod restarting", level="High", object_name="web-1"))
     app.wait_for_titles(lambda titles: len(titles) == 3, "three rows")
 
+    wait_until(lambda: app.text_of("#result-count") == "3 alerts", message="the count of three alerts")
+
     app.set_query("level>=High")
     app.wait_for_titles(lambda titles: sorted(titles) == ["Node not ready", "Pod restarting"], "two High+ rows")
+    wait_until(lambda: app.text_of("#result-count") == "2 alerts", message="the count of two alerts")
 
     app.set_query("level>=High node")
     app.wait_for_titles(lambda titles: titles == ["Node not ready"], "one row for the text")
+    wait_until(lambda: app.text_of("#result-count") == "1 alert", message="the count of one alert")
 
     app.set_query("lvl=High")
     error = wait_until(lambda: app.driver.find_element(By.ID, "query-error").text, message="a filter error")
