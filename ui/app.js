@@ -92,6 +92,7 @@ function showStarting() {
   const empty = document.getElementById("empty-list");
   empty.textContent = "Opening the alert store…";
   empty.hidden = false;
+  document.getElementById("result-count").textContent = "";
 }
 
 /** Merges the newest page into the loaded rows, so new and updated alerts move to the top. */
@@ -251,6 +252,8 @@ async function loadFacets() {
     state.total = summary.total;
     state.totalQuery = query;
   } catch {
+    // Without facets there is no count either, so "Counting…" would stay forever.
+    if (generation === facetGeneration) document.getElementById("result-count").textContent = "";
     return;
   }
   renderCount();
