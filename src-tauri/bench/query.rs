@@ -130,7 +130,8 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         store.path().display()
     );
 
-    let reader = Store::open_reader(&data_dir)?;
+    // The connection the window reads through; the CLI's read-only one is set up alike.
+    let reader = store.open_inbox_connection()?;
     let condition = |field, values: &[&str]| Condition {
         field,
         negate: false,

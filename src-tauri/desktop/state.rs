@@ -174,7 +174,7 @@ pub async fn start_runtime(app: &AppHandle) {
             info.running = true;
             info.local_url = Some(runtime.local_url());
             info.data_dir = Some(runtime.data_dir().display().to_string());
-            let connection = runtime.store().open_connection();
+            let connection = runtime.store().open_inbox_connection();
             set_connection(&state, connection.map_err(|error| error.to_string()));
             let tasks = events::spawn_forwarders(app.clone(), &runtime);
             *running = Some(Running { runtime, tasks });
@@ -185,7 +185,8 @@ pub async fn start_runtime(app: &AppHandle) {
             // Stored alerts stay readable even when the listener cannot bind.
             if let Some(data_dir) = config.and_then(|config| config.resolve_data_dir().ok()) {
                 info.data_dir = Some(data_dir.display().to_string());
-                let connection = Store::open(&data_dir).map(|(_, connection)| connection);
+                let connection =
+                    Store::open(&data_dir).and_then(|(store, _)| store.open_inbox_connection());
                 set_connection(&state, connection.map_err(|error| error.to_string()));
             }
         }
