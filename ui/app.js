@@ -69,14 +69,18 @@ export async function reload({ keepScroll = false } = {}) {
   try {
     page = await api.listAlerts(state.query, null, PAGE_SIZE);
   } catch (error) {
-    // While the store opens, the list waits for the runtime-changed event.
-    if (error?.code === "starting") showStarting();
+    // While the store opens, the list waits for the runtime-changed event. A store that
+    // failed to open is explained by the banner, not by the filter box.
+    if (error?.code === "starting") showEmpty("Opening the alert store…");
+    else if (error?.code === "unavailable") showEmpty(errorMessage(error));
     else showQueryError(error);
     return;
   }
   if (generation !== state.generation) return;
   showQueryError(null);
-  document.getElementById("empty-list").textContent = "No alerts match this filter.";
+  document.getElementById("empty-list").textContent = state.query.trim()
+    ? "No alerts match this filter."
+    : "No alerts yet. Connect RealTheory, or send a test alert, under Settings.";
   const currentId = state.rows[state.cursor]?.id;
   state.rows = page.alerts;
   state.nextCursor = page.nextCursor;
@@ -88,9 +92,10 @@ export async function reload({ keepScroll = false } = {}) {
   if (performance.getEntriesByName("inbox-ready").length === 0) performance.mark("inbox-ready");
 }
 
-function showStarting() {
+/** Shows `text` in place of the list, with no count, while there is no list to show. */
+function showEmpty(text) {
   const empty = document.getElementById("empty-list");
-  empty.textContent = "Opening the alert store…";
+  empty.textContent = text;
   empty.hidden = false;
   document.getElementById("result-count").textContent = "";
 }

@@ -109,7 +109,7 @@ function renderStatus() {
     banners.push(
       el("div", { class: "banner info" }, [
         el("strong", { text: `Upgrading the alert store from schema ${from} to ${to}. ` }),
-        "This runs once after an update and takes seconds, or tens of seconds on a store of a million alerts. The receiver starts when it is done.",
+        "This runs once after an update and takes up to about 20 seconds on a store of a million alerts. The receiver starts when it is done.",
       ]),
     );
   }

@@ -37,7 +37,12 @@ pub fn run(config_path: Option<PathBuf>, args: SendTestArgs) -> anyhow::Result<E
         let response = build_request(&config, url.clone(), body)
             .send()
             .await
-            .with_context(|| format!("failed to send the test alert to {url}"))?;
+            .with_context(|| {
+                format!(
+                    "failed to send the test alert to {url}; check that the receiver runs \
+                     (`alert-inbox` or `alert-inbox serve`) and listens at that address"
+                )
+            })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         anyhow::Ok((status, text))

@@ -63,7 +63,7 @@ pub struct SchemaUpgrade {
 impl AppState {
     pub fn new(config_path: PathBuf) -> Self {
         Self {
-            // Setup starts the runtime in the background, so the window first sees it starting.
+            // Setup starts the runtime in the background, so the window first reads it as starting.
             info: RwLock::new(RuntimeInfo {
                 config_path: config_path.display().to_string(),
                 starting: true,
@@ -143,7 +143,9 @@ pub async fn start_runtime(app: &AppHandle) {
                 .lock()
                 .expect("notification gate lock poisoned")
                 .set_rules(Rules::from_config(&config.notifications));
-            let upgrade = config.resolve_data_dir().ok().and_then(|data_dir| {
+            let data_dir = config.resolve_data_dir().ok();
+            info.data_dir = data_dir.as_ref().map(|dir| dir.display().to_string());
+            let upgrade = data_dir.and_then(|data_dir| {
                 Store::pending_upgrade(&data_dir).unwrap_or_else(|error| {
                     // Opening the store below reports the error, if it lasts.
                     tracing::debug!(%error, "failed to read the store's schema version");
@@ -152,8 +154,8 @@ pub async fn start_runtime(app: &AppHandle) {
             });
             if let Some((from, to)) = upgrade {
                 info.upgrade = Some(SchemaUpgrade { from, to });
-                publish(app, &info);
             }
+            publish(app, &info);
             match Runtime::start(&config).await {
                 Err(StartError::Tunnel(error)) => {
                     tracing::warn!(%error, "starting without the tunnel");
@@ -197,7 +199,7 @@ pub async fn start_runtime(app: &AppHandle) {
     publish(app, &info);
 }
 
-/// Records `info` as the runtime's state and tells the window and the tray.
+/// Records `info` as the runtime's state and sends it to the window and the tray.
 fn publish(app: &AppHandle, info: &RuntimeInfo) {
     let state = app.state::<AppState>();
     *state.info.write().expect("runtime info lock poisoned") = info.clone();

@@ -53,6 +53,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("data directory {0} is a file, not a directory; choose another directory with --data-dir or ALERT_INBOX_DATA_DIR")]
+    NotADirectory(PathBuf),
     #[error("failed to open database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -119,6 +121,9 @@ impl Store {
         data_dir: &Path,
         max_pages: Option<u64>,
     ) -> Result<(Self, Connection), StoreError> {
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(StoreError::NotADirectory(data_dir.to_owned()));
+        }
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.to_owned(),
             source,

@@ -364,6 +364,44 @@ fn alerts_without_database_explains() {
 }
 
 #[test]
+fn data_dir_that_is_a_file_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let output = command(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains(&format!("{} is a file", file.display())),
+        "{error}"
+    );
+    assert!(error.contains("--data-dir"), "{error}");
+}
+
+#[test]
+fn send_test_without_receiver_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that was free a moment ago, so nothing listens there.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{address}/webhook");
+    let output = command(dir.path())
+        .args(["send-test", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains(&url), "{error}");
+    assert!(error.contains("check that the receiver runs"), "{error}");
+}
+
+#[test]
 fn busy_port_error_names_address() {
     let dir = tempfile::tempdir().unwrap();
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
