@@ -183,6 +183,41 @@ impl Environment {
     }
 }
 
+/// Describes a config file error with the line and key it is on. String values are left
+/// out, because they may be secrets: serde quotes the value of a wrong type in its message.
+fn parse_message(text: &str, error: &toml::de::Error) -> String {
+    let message = &without_quoted(error.message());
+    let Some(span) = error.span() else {
+        return message.to_owned();
+    };
+    let start = span.start.min(text.len());
+    let number = text[..start].matches('\n').count() + 1;
+    let key = text
+        .lines()
+        .nth(number - 1)
+        .and_then(|line| line.split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| !key.is_empty());
+    match key {
+        Some("listen") => format!(
+            "line {number}, `listen`: {message}; expected an address and port such as 127.0.0.1:8787"
+        ),
+        Some(key) => format!("line {number}, `{key}`: {message}"),
+        None => format!("line {number}: {message}"),
+    }
+}
+
+/// Replaces everything from the first to the last double quote of `message` with `"…"`,
+/// so a quoted value is removed even when it contains escaped quotes.
+fn without_quoted(message: &str) -> String {
+    match (message.find('"'), message.rfind('"')) {
+        (Some(first), Some(last)) if first < last => {
+            format!("{}\"…\"{}", &message[..first], &message[last + 1..])
+        }
+        _ => message.to_owned(),
+    }
+}
+
 impl Config {
     /// Loads the config file at `path`, or the defaults when it does not exist.
     pub fn load_file(path: &Path) -> Result<Self, ConfigError> {
@@ -200,7 +235,7 @@ impl Config {
         };
         toml::from_str(&text).map_err(|error| ConfigError::Parse {
             path: path.to_owned(),
-            message: error.message().to_owned(),
+            message: parse_message(&text, &error),
         })
     }
 
@@ -540,6 +575,31 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn bad_listen_names_line_and_example() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        fs::write(&path, "path = \"/webhook\"\nlisten = \"127.0.0.1:99999\"\n").unwrap();
+        let error = Config::load_file(&path).unwrap_err().to_string();
+        assert!(error.contains("line 2, `listen`"), "{error}");
+        assert!(error.contains("127.0.0.1:8787"), "{error}");
+    }
+
+    #[test]
+    fn type_error_hides_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        fs::write(
+            &path,
+            "webhook_secrets = \"hunter2 \\\"quoted\\\" secret\"\n",
+        )
+        .unwrap();
+        let error = Config::load_file(&path).unwrap_err().to_string();
+        assert!(error.contains("line 1, `webhook_secrets`"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(!error.contains("quoted"), "{error}");
     }
 
     #[test]
