@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -26,7 +26,7 @@ fn command(config_dir: &Path) -> Command {
 
 /// `alert-inbox serve` on a free port; the URL comes from its first line of output.
 struct Serve {
-    child: Child,
+    child: ServeProcess,
     url: String,
     stderr_path: std::path::PathBuf,
 }

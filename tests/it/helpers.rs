@@ -154,23 +154,51 @@ pub fn with_content_field(body: &[u8], field: &str, value: serde_json::Value) ->
 /// The `alert-inbox` binary built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_alert-inbox");
 
+/// A `serve` process that is killed when dropped, so a test that fails before stopping it
+/// leaves no process behind.
+pub struct ServeProcess(Child);
+
+impl std::ops::Deref for ServeProcess {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServeProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        // Both fail harmlessly when the process has already exited and been waited for.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `alert-inbox serve` on a free loopback port with the test credentials in its
 /// environment, `dir/config.toml` as its config file and `dir/data` as its data directory.
 /// Returns the process and its webhook URL.
-pub fn spawn_serve(dir: &Path, stderr: Stdio) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .env_remove("RUST_LOG")
-        .env_remove("NGROK_AUTHTOKEN")
-        .env("ALERT_INBOX_CONFIG", dir.join("config.toml"))
-        .env("ALERT_INBOX_WEBHOOK_SECRET", SECRET)
-        .env("ALERT_INBOX_BASIC_USER", USER)
-        .env("ALERT_INBOX_BASIC_PASSWORD", PASSWORD)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+pub fn spawn_serve(dir: &Path, stderr: Stdio) -> (ServeProcess, String) {
+    let mut child = ServeProcess(
+        Command::new(BIN)
+            .env_remove("RUST_LOG")
+            .env_remove("NGROK_AUTHTOKEN")
+            .env("ALERT_INBOX_CONFIG", dir.join("config.toml"))
+            .env("ALERT_INBOX_WEBHOOK_SECRET", SECRET)
+            .env("ALERT_INBOX_BASIC_USER", USER)
+            .env("ALERT_INBOX_BASIC_PASSWORD", PASSWORD)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -184,7 +212,7 @@ pub fn spawn_serve(dir: &Path, stderr: Stdio) -> (Child, String) {
 }
 
 /// Stops a `serve` process with SIGTERM and waits for it to exit.
-pub fn stop_serve(mut child: Child) {
+pub fn stop_serve(mut child: ServeProcess) {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
