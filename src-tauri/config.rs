@@ -577,26 +577,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bad_listen_names_line_and_example() {
+    /// Returns the error of loading a config file that contains `text`.
+    fn load_error(text: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        fs::write(&path, "path = \"/webhook\"\nlisten = \"127.0.0.1:99999\"\n").unwrap();
-        let error = Config::load_file(&path).unwrap_err().to_string();
+        fs::write(&path, text).unwrap();
+        Config::load_file(&path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_listen_names_line_and_example() {
+        let error = load_error("path = \"/webhook\"\nlisten = \"127.0.0.1:99999\"\n");
         assert!(error.contains("line 2, `listen`"), "{error}");
         assert!(error.contains("127.0.0.1:8787"), "{error}");
     }
 
     #[test]
     fn type_error_hides_value() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        fs::write(
-            &path,
-            "webhook_secrets = \"hunter2 \\\"quoted\\\" secret\"\n",
-        )
-        .unwrap();
-        let error = Config::load_file(&path).unwrap_err().to_string();
+        let error = load_error("webhook_secrets = \"hunter2 \\\"quoted\\\" secret\"\n");
         assert!(error.contains("line 1, `webhook_secrets`"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
         assert!(!error.contains("quoted"), "{error}");
@@ -604,10 +602,7 @@ mod tests {
 
     #[test]
     fn unknown_key_names_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        fs::write(&path, "lisen = \"127.0.0.1:1\"\n").unwrap();
-        let error = Config::load_file(&path).unwrap_err().to_string();
+        let error = load_error("lisen = \"127.0.0.1:1\"\n");
         assert!(error.contains("lisen"), "{error}");
     }
 }

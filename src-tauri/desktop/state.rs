@@ -47,9 +47,9 @@ pub struct RuntimeInfo {
     /// Reason the tunnel did not start while the receiver did.
     pub tunnel_error: Option<String>,
     pub tunnel_enabled: bool,
-    /// Whether the store is being opened and the receiver started.
+    /// Whether the store is still opening, before the receiver starts.
     pub starting: bool,
-    /// The schema upgrade that opening the store runs, while it runs.
+    /// The schema upgrade that runs while the store opens, if any.
     pub upgrade: Option<SchemaUpgrade>,
 }
 
@@ -147,7 +147,7 @@ pub async fn start_runtime(app: &AppHandle) {
             info.data_dir = data_dir.as_ref().map(|dir| dir.display().to_string());
             let upgrade = data_dir.and_then(|data_dir| {
                 Store::pending_upgrade(&data_dir).unwrap_or_else(|error| {
-                    // Opening the store below reports the error, if it lasts.
+                    // If the error lasts, opening the store below reports it.
                     tracing::debug!(%error, "failed to read the store's schema version");
                     None
                 })

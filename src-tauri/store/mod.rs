@@ -155,11 +155,7 @@ impl Store {
             return Err(StoreError::Missing(path));
         }
         let connection = open_read_only(&path)?;
-        // Reads map the file instead of copying each page through a system call, which
-        // makes scans such as filtered facet counts several times faster. The mapping is
-        // address space, not resident memory.
-        connection.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
-        connection.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
+        set_up_for_reads(&connection)?;
         let version: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         let supported = schema::latest_version();
         if version > supported {
@@ -205,8 +201,7 @@ impl Store {
     /// searches and filters on receive time do up to 1.7 times faster on a large store.
     pub fn open_inbox_connection(&self) -> Result<Connection, StoreError> {
         let connection = self.open_connection()?;
-        connection.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
-        connection.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
+        set_up_for_reads(&connection)?;
         Ok(connection)
     }
 
@@ -242,6 +237,15 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     })?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     Ok(connection)
+}
+
+/// Sets up `connection` for large reads. They map the file instead of copying each page
+/// through a system call, which makes scans such as filtered facet counts several times
+/// faster. The mapping is address space, not resident memory.
+fn set_up_for_reads(connection: &Connection) -> Result<(), StoreError> {
+    connection.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
+    connection.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
+    Ok(())
 }
 
 fn configure(connection: &Connection, max_pages: Option<u64>) -> Result<(), StoreError> {

@@ -585,12 +585,7 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
     // each; every other field comes from one pass over the alerts the whole filter matches.
     let constrained: Vec<Field> = Field::FACETS
         .into_iter()
-        .filter(|field| {
-            filter
-                .conditions
-                .iter()
-                .any(|condition| condition.field == *field && !condition.values.is_empty())
-        })
+        .filter(|field| constrains(filter, *field))
         .collect();
     let mut counts = FacetCounts::default();
     let unconstrained = |field| !constrained.contains(&field);
@@ -674,6 +669,14 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
     Ok(facets)
 }
 
+/// Returns whether `filter` has a condition with values on `field`.
+fn constrains(filter: &AlertFilter, field: Field) -> bool {
+    filter
+        .conditions
+        .iter()
+        .any(|condition| condition.field == field && !condition.values.is_empty())
+}
+
 /// Facet counts of a filter, and how many alerts it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FacetSummary {
@@ -701,16 +704,10 @@ pub fn facet_summary(
 /// or the values of a field with one value per alert when none was cut off. Every alert
 /// the filter matches is in exactly one of those values. `None` when no field qualifies.
 fn total_of(filter: &AlertFilter, facets: &[Facet]) -> Option<i64> {
-    let constrained = |field: Field| {
-        filter
-            .conditions
-            .iter()
-            .any(|condition| condition.field == field && !condition.values.is_empty())
-    };
     let read_or_unread = [TriageStatus::Unread.as_str(), TriageStatus::Read.as_str()];
     facets
         .iter()
-        .filter(|facet| !constrained(facet.field))
+        .filter(|facet| !constrains(filter, facet.field))
         .find_map(|facet| {
             if facet.field == Field::Status {
                 let sum = facet
