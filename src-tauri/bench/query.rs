@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alert_inbox::model::Level;
+use alert_inbox::store::facet_index::FacetIndex;
 use alert_inbox::store::query::{self, AlertFilter, Condition, Field};
 use alert_inbox::store::triage::{self, TriageAction};
 use alert_inbox::store::{now_ms, Store};
@@ -137,6 +138,13 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         negate: false,
         values: values.iter().map(|v| v.to_string()).collect(),
     };
+    // One alert's object name and key, from the middle of the store.
+    let (object_name, key): (String, String) = reader.query_row(
+        "SELECT object_name, key FROM alerts
+         WHERE seq >= (SELECT (min(seq) + max(seq)) / 2 FROM alerts) ORDER BY seq LIMIT 1",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let day_ago = now_ms() - 86_400_000;
     let week_ago = now_ms() - 7 * 86_400_000;
     let cases: Vec<(&str, AlertFilter)> = vec![
@@ -322,6 +330,40 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             },
         ),
         (
+            "name=(one object name)",
+            AlertFilter {
+                conditions: vec![condition(Field::ObjectName, &[&object_name])],
+                ..Default::default()
+            },
+        ),
+        (
+            "name=(one object name) level=Low",
+            AlertFilter {
+                conditions: vec![
+                    condition(Field::ObjectName, &[&object_name]),
+                    condition(Field::Level, &["Low"]),
+                ],
+                ..Default::default()
+            },
+        ),
+        (
+            "key=(one alert key)",
+            AlertFilter {
+                conditions: vec![condition(Field::Key, &[&key])],
+                ..Default::default()
+            },
+        ),
+        (
+            "name!=(one object name)",
+            AlertFilter {
+                conditions: vec![Condition {
+                    negate: true,
+                    ..condition(Field::ObjectName, &[&object_name])
+                }],
+                ..Default::default()
+            },
+        ),
+        (
             "level=Low cluster=cluster-00..cluster-09",
             AlertFilter {
                 conditions: vec![
@@ -368,6 +410,29 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         })?;
         report(name, &times, count);
     }
+
+    println!(
+        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
+        "unread alerts not archived (the tray's count)", "min", "median", "max", "count"
+    );
+    let inbox = AlertFilter {
+        conditions: vec![
+            condition(Field::Status, &["unread"]),
+            Condition {
+                negate: true,
+                ..condition(Field::Status, &["archived"])
+            },
+        ],
+        ..Default::default()
+    };
+    let (times, count) = time(args.runs, || {
+        query::count(&reader, &inbox).map(|count| count as usize)
+    })?;
+    report("count of is:unread !is:archived", &times, count);
+    let (times, count) = time(args.runs, || {
+        query::unread_in_inbox(&reader).map(|count| count as usize)
+    })?;
+    report("unread counter less unread archived alerts", &times, count);
 
     println!(
         "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
@@ -423,6 +488,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         "level=Low is:unread",
         "level=Low is:unread !is:archived",
         "level=Low cluster=cluster-00..cluster-09",
+        "name=(one object name)",
+        "name=(one object name) level=Low",
+        "key=(one alert key)",
+        "name!=(one object name)",
         "received over a week ago",
         "is:unread, received over a week ago",
     ];
@@ -437,6 +506,39 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 .map(|summary| summary.facets.iter().map(|f| f.values.len()).sum())
         })?;
         report(&name, &times, values);
+    }
+
+    // The window counts facets from an in-memory copy of the facet columns.
+    let built = Instant::now();
+    let mut index = FacetIndex::build(&reader)?;
+    println!(
+        "\nbuilt the in-memory facet copy of {} alerts in {:.0} ms, {:.1} MiB",
+        index.len(),
+        built.elapsed().as_secs_f64() * 1000.0,
+        index.heap_bytes() as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "{:<55} {:>12} {:>12} {:>12} {:>6}",
+        "facet counts and total, in-memory copy", "min", "median", "max", "values"
+    );
+    let facet_filters: Vec<(String, &AlertFilter)> = cases
+        .iter()
+        .filter(|(name, _)| facet_cases.contains(name))
+        .map(|(name, filter)| ((*name).to_owned(), filter))
+        .chain(searches.iter().map(|(name, filter)| (name.clone(), filter)))
+        .collect();
+    for (name, filter) in &facet_filters {
+        let (times, summary) = time(args.runs, || index.summary(&reader, filter))?;
+        let Some(summary) = summary else {
+            println!("{name:<55} {:>12}", "(SQLite)");
+            continue;
+        };
+        anyhow::ensure!(
+            summary == query::facet_summary(&reader, filter)?,
+            "the copy and SQLite count {name} differently"
+        );
+        let values = summary.facets.iter().map(|f| f.values.len()).sum();
+        report(name, &times, values);
     }
 
     println!(
@@ -467,6 +569,36 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         triage::apply(&mut writer, &ids, &TriageAction::MarkRead)
     })?;
     report("mark read, 100 alerts (bulk)", &times, rows);
+
+    // The copy reads the changed alerts back before it counts.
+    let balanced = facet_filters
+        .iter()
+        .find(|(name, _)| name == "level=Low cluster=cluster-00..cluster-09")
+        .map(|(_, filter)| *filter)
+        .ok_or_else(|| anyhow::anyhow!("the balanced filter is missing"))?;
+    println!(
+        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
+        "in-memory copy after triage (update and count)", "min", "median", "max", "rows"
+    );
+    for (name, count) in [("one alert", 1), ("100 alerts", 100)] {
+        let ids: Vec<String> = query::list(&reader, &AlertFilter::default(), None, count)?
+            .into_iter()
+            .map(|alert| alert.id)
+            .collect();
+        let mut read = false;
+        let (times, rows) = time(args.runs, || {
+            read = !read;
+            let action = if read {
+                TriageAction::MarkRead
+            } else {
+                TriageAction::MarkUnread
+            };
+            let rows = triage::apply(&mut writer, &ids, &action)?;
+            index.summary(&reader, balanced)?;
+            Ok(rows)
+        })?;
+        report(name, &times, rows);
+    }
     Ok(())
 }
 

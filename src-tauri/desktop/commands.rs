@@ -200,8 +200,9 @@ async fn list_alerts(
 #[tauri::command]
 async fn alert_facets(state: State<'_, AppState>, query: String) -> CommandResult<FacetSummary> {
     let filter = crate::filter::parse(&query, now_ms())?;
+    let copy = Arc::clone(&state.facets);
     with_db(&state, move |connection| {
-        Ok(query::facet_summary(connection, &filter)?)
+        Ok(state::facet_summary(&copy, connection, &filter)?)
     })
     .await
 }

@@ -7,7 +7,7 @@ use tauri::{AppHandle, Emitter, Manager, Wry};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 
 use super::state::AppState;
-use crate::store::{now_ms, query, AlertFilter, Condition, Field};
+use crate::store::{now_ms, query};
 
 const TRAY_ID: &str = "main";
 const PAUSE_ITEM: &str = "pause";
@@ -94,22 +94,7 @@ fn copy_webhook_url(app: &AppHandle) {
 pub fn unread_count(app: &AppHandle) -> Option<i64> {
     let state = app.state::<AppState>();
     let db = state.db.lock().expect("database lock poisoned");
-    let filter = AlertFilter {
-        conditions: vec![
-            Condition {
-                field: Field::Status,
-                negate: false,
-                values: vec!["unread".to_owned()],
-            },
-            Condition {
-                field: Field::Status,
-                negate: true,
-                values: vec!["archived".to_owned()],
-            },
-        ],
-        ..AlertFilter::default()
-    };
-    query::count(db.as_ref()?, &filter).ok()
+    query::unread_in_inbox(db.as_ref()?).ok()
 }
 
 /// The tunnel's status as the tray shows it, kept between refreshes.

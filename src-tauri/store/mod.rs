@@ -15,6 +15,7 @@
 //! first waits until the deliveries acknowledged before it opened are applied.
 
 pub mod deliveries;
+pub mod facet_index;
 mod facet_pairs;
 pub mod journal;
 pub mod outages;

@@ -393,6 +393,11 @@ fn driving_condition(
     for index in candidates {
         let condition = conditions[index];
         let Some(field_name) = condition.field.counter_name() else {
+            let matches = matches_without_counter(connection, condition)?;
+            let cost = matches.saturating_mul(ROW_READ_COST);
+            if best.is_none_or(|(best_cost, _)| cost < best_cost) {
+                best = Some((cost, index));
+            }
             continue;
         };
         let mut matches = 0i64;
@@ -420,6 +425,28 @@ fn driving_condition(
     Ok(best.map(|(_, index)| index))
 }
 
+/// The maximum number of alerts [`matches_without_counter`] counts per value.
+const UNCOUNTED_LIMIT: i64 = 10_000;
+
+/// Counts the alerts of each value of `condition`, a field without counters (object name or
+/// key), through its index, up to [`UNCOUNTED_LIMIT`] per value.
+fn matches_without_counter(
+    connection: &Connection,
+    condition: &Condition,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM alerts WHERE {} = ?1 LIMIT ?2)",
+        condition.field.column()
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut matches = 0;
+    for value in &condition.values {
+        matches +=
+            statement.query_row(params![value, UNCOUNTED_LIMIT], |row| row.get::<_, i64>(0))?;
+    }
+    Ok(matches)
+}
+
 /// Returns whether an index can find the alerts `condition` matches: a field with its own
 /// index, or a triage status with a partial index, and not negated.
 fn is_indexable(condition: &Condition) -> bool {
@@ -432,14 +459,15 @@ fn is_indexable(condition: &Condition) -> bool {
         | Field::Cluster
         | Field::Namespace
         | Field::State
-        | Field::ObjectType => true,
+        | Field::ObjectType
+        | Field::ObjectName
+        | Field::Key => true,
         Field::Status => condition.values.iter().all(|value| {
             matches!(
                 TriageStatus::parse(value),
                 Some(TriageStatus::Unread | TriageStatus::Acknowledged | TriageStatus::Archived)
             )
         }),
-        Field::ObjectName | Field::Key => false,
     }
 }
 
@@ -478,7 +506,7 @@ fn text_plan(connection: &Connection, filter: &AlertFilter) -> Result<TextPlan, 
 }
 
 /// Spells a level as RealTheory does, so `high` finds `High`.
-fn canonical_level(value: &str) -> String {
+pub(super) fn canonical_level(value: &str) -> String {
     match Level::parse(value) {
         Some(Level::Low) => "Low".to_owned(),
         Some(Level::Medium) => "Medium".to_owned(),
@@ -491,7 +519,7 @@ fn canonical_level(value: &str) -> String {
 /// Turns free text into an FTS5 query: each word a quoted prefix term, all required.
 /// Words are also split at NUL, because FTS5 reads a NUL as the end of the query and then
 /// fails with "unterminated string".
-fn fts_query(text: &str) -> Option<String> {
+pub(super) fn fts_query(text: &str) -> Option<String> {
     let terms: Vec<String> = text
         .split(|c: char| c.is_whitespace() || c == '\0')
         .filter(|word| !word.is_empty())
@@ -549,6 +577,26 @@ pub fn count(connection: &Connection, filter: &AlertFilter) -> Result<i64, Store
         .prepare_cached(&sql)?
         .query_row(params_from_iter(clause.params), |row| row.get(0))?;
     Ok(count)
+}
+
+/// Counts the unread alerts that are not archived, as the tray shows them: the unread
+/// counter of `facet_counts` less the unread alerts among the archived ones, which are few
+/// and counted on their covering index. Through the index of unread alerts, the count
+/// would read the row of nearly every alert to test whether it is archived.
+pub fn unread_in_inbox(connection: &Connection) -> Result<i64, StoreError> {
+    let unread: i64 = connection
+        .prepare_cached(
+            "SELECT coalesce(sum(count), 0) FROM facet_counts
+             WHERE field = 'status' AND value = 'unread'",
+        )?
+        .query_row([], |row| row.get(0))?;
+    let archived: i64 = connection
+        .prepare_cached(
+            "SELECT count(*) FROM alerts INDEXED BY alerts_archived_facets
+             WHERE archived_ms IS NOT NULL AND read_ms IS NULL",
+        )?
+        .query_row([], |row| row.get(0))?;
+    Ok(unread - archived)
 }
 
 /// Number of alerts per value of one field.
@@ -667,6 +715,27 @@ pub fn facets(connection: &Connection, filter: &AlertFilter) -> Result<Vec<Facet
         }
     }
     Ok(facets)
+}
+
+/// Returns whether the facet counts of `filter` are read from counters rather than
+/// counted: no filter, one condition, or only a lowest level. Reading them takes well
+/// under a millisecond on any store.
+pub fn reads_counters(filter: &AlertFilter) -> bool {
+    if !filter.text.trim().is_empty() || filter.since_ms.is_some() || filter.until_ms.is_some() {
+        return false;
+    }
+    let mut conditions = filter
+        .conditions
+        .iter()
+        .filter(|condition| !condition.values.is_empty());
+    match (conditions.next(), conditions.next(), filter.min_level) {
+        // `facets` reads the totals only for a filter without conditions, not for one
+        // whose conditions all lack values.
+        (None, _, None) => filter.conditions.is_empty(),
+        (None, _, Some(_)) => true,
+        (Some(condition), None, None) => Selection::of_condition(condition).is_some(),
+        _ => false,
+    }
 }
 
 /// Returns whether `filter` has a condition with values on `field`.
@@ -1014,7 +1083,7 @@ impl ValueCounts {
 
 /// Sorts facet values by count, most first, then by value, and keeps the first
 /// [`FACET_VALUES`].
-fn sort_facet_values(values: &mut Vec<(String, i64)>) {
+pub(super) fn sort_facet_values(values: &mut Vec<(String, i64)>) {
     values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     values.truncate(FACET_VALUES);
 }
@@ -1081,6 +1150,14 @@ fn count_by_exclusion(
             // `is:snoozed` and several triage states in one condition have no counters.
             Part::Condition(condition) => match Selection::of_condition(condition) {
                 Some(selection) => Some(selection),
+                // Object names and keys have no counters either. A negated name or key
+                // excludes the few alerts of those values, so the estimate below takes the
+                // share it keeps as 1.
+                None if condition.negate
+                    && matches!(condition.field, Field::ObjectName | Field::Key) =>
+                {
+                    None
+                }
                 None => return Ok(false),
             },
             Part::Since(_) | Part::Until(_) => None,
@@ -1252,7 +1329,7 @@ const FACET_VALUES: usize = 200;
 
 /// The columns of [`Field::FACETS`] that hold text, in that order, which is also the
 /// order of the first columns [`count_pass`] selects.
-const TEXT_FACETS: usize = 6;
+pub(super) const TEXT_FACETS: usize = 6;
 
 /// Counts per field and value, filled by [`count_pass`]. Text values are kept as bytes,
 /// which spares a UTF-8 check per alert and value. The columns hold UTF-8 text, which
@@ -1522,7 +1599,7 @@ fn format_ms(ms: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -1617,6 +1694,8 @@ mod tests {
     #[derive(Debug, Clone)]
     struct Stored {
         seq: i64,
+        object_name: String,
+        key: String,
         level: String,
         category: String,
         cluster: String,
@@ -1639,7 +1718,9 @@ mod tests {
                 Field::Namespace => &self.namespace,
                 Field::State => &self.state,
                 Field::ObjectType => &self.object_type,
-                other => panic!("no text column for {other:?} in the test"),
+                Field::ObjectName => &self.object_name,
+                Field::Key => &self.key,
+                Field::Status => panic!("invalid text field: status"),
             }
         }
 
@@ -1684,7 +1765,7 @@ mod tests {
     /// Inserts `count` alerts whose facet fields vary independently, a fifth of them read
     /// and some acknowledged, archived or snoozed, and indexes their text. Receive times
     /// repeat, so pages also depend on the `seq` tie-break.
-    fn fill_varied(connection: &mut Connection, count: usize) {
+    pub(crate) fn fill_varied(connection: &mut Connection, count: usize) {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let now = now_ms();
@@ -1705,7 +1786,7 @@ mod tests {
                          domain_name, console_url, payload, first_received_ms,
                          last_received_ms, read_ms, acknowledged_ms, archived_ms,
                          snoozed_until_ms)
-                     VALUES (?1, '', ?2, '', '', ?3, ?4, ?5, ?6, ?7, '', ?8, ?9, '', '', '{}',
+                     VALUES (?1, ?15, ?2, '', '', ?3, ?4, ?5, ?6, ?7, ?16, ?8, ?9, '', '', '{}',
                          ?10, ?10, ?11, ?12, ?13, ?14)",
                     params![
                         format!("v{index}"),
@@ -1722,6 +1803,8 @@ mod tests {
                         (triage < 2).then_some(received + 2),
                         (triage == 0).then_some(received + 3),
                         snoozed_until,
+                        format!("key-{}", index % 101),
+                        format!("obj-{}", index % 37),
                     ],
                 )
                 .unwrap();
@@ -1735,7 +1818,8 @@ mod tests {
             .prepare(
                 "SELECT seq, level, category, cluster, namespace, state, object_type,
                      last_received_ms, read_ms IS NOT NULL, acknowledged_ms IS NOT NULL,
-                     archived_ms IS NOT NULL, coalesce(snoozed_until_ms > ?1, 0)
+                     archived_ms IS NOT NULL, coalesce(snoozed_until_ms > ?1, 0), object_name,
+                     key
                  FROM alerts",
             )
             .unwrap();
@@ -1743,6 +1827,8 @@ mod tests {
             .query_map([now], |row| {
                 Ok(Stored {
                     seq: row.get(0)?,
+                    object_name: row.get(12)?,
+                    key: row.get(13)?,
                     level: row.get(1)?,
                     category: row.get(2)?,
                     cluster: row.get(3)?,
@@ -1800,7 +1886,7 @@ mod tests {
             .collect()
     }
 
-    fn condition(field: Field, negate: bool, values: &[&str]) -> Condition {
+    pub(crate) fn condition(field: Field, negate: bool, values: &[&str]) -> Condition {
         Condition {
             field,
             negate,
@@ -1812,7 +1898,7 @@ mod tests {
     /// of several conditions, where the driving index and exclusion are chosen. They
     /// include negated snoozing, which compares with a time that may be NULL, and receive
     /// times.
-    fn combined_filters() -> Vec<AlertFilter> {
+    pub(crate) fn combined_filters() -> Vec<AlertFilter> {
         use Field::*;
         let filters = [
             vec![condition(Level, false, &["Low"])],
@@ -1857,6 +1943,26 @@ mod tests {
                 condition(Status, false, &["archived"]),
                 condition(Category, false, &["Cost"]),
                 condition(ObjectType, false, &["Node"]),
+            ],
+            // Object names and keys have indexes but no counters.
+            vec![condition(ObjectName, false, &["obj-3"])],
+            vec![
+                condition(ObjectName, false, &["obj-3", "obj-5"]),
+                condition(Level, false, &["Low"]),
+            ],
+            vec![condition(ObjectName, true, &["obj-3"])],
+            vec![
+                condition(ObjectName, true, &["obj-3", "obj-4"]),
+                condition(Level, false, &["High"]),
+                condition(Status, false, &["unread"]),
+            ],
+            vec![
+                condition(Key, false, &["key-7"]),
+                condition(Status, false, &["unread"]),
+            ],
+            vec![
+                condition(Key, true, &["key-7"]),
+                condition(Cluster, false, &["cluster-1"]),
             ],
             vec![
                 condition(Namespace, false, &["ns-3"]),
@@ -2059,6 +2165,56 @@ mod tests {
     }
 
     #[test]
+    fn reads_counters_when_facets_do() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        fill_varied(&mut connection, 10);
+        let mut filters = combined_filters();
+        filters.extend(random_filters(200, 3));
+        filters.push(AlertFilter {
+            conditions: vec![condition(Field::Level, false, &[])],
+            ..AlertFilter::default()
+        });
+        filters.push(AlertFilter {
+            min_level: Some(Level::High),
+            ..AlertFilter::default()
+        });
+        let mut read = 0;
+        for filter in filters {
+            let from_counters = filter == AlertFilter::default()
+                || Selection::of(&connection, &filter).unwrap().is_some();
+            assert_eq!(reads_counters(&filter), from_counters, "{filter:?}");
+            read += usize::from(from_counters);
+        }
+        assert!(read > 10, "only {read} filters read the counters");
+    }
+
+    #[test]
+    fn unread_in_inbox_counts_as_filter_does() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        assert_eq!(unread_in_inbox(&connection).unwrap(), 0);
+        fill_varied(&mut connection, 1_000);
+        let inbox = AlertFilter {
+            conditions: vec![
+                condition(Field::Status, false, &["unread"]),
+                condition(Field::Status, true, &["archived"]),
+            ],
+            ..AlertFilter::default()
+        };
+        for update in [
+            "",
+            "UPDATE alerts SET archived_ms = 9, read_ms = NULL WHERE seq % 7 = 0",
+            "UPDATE alerts SET read_ms = 9 WHERE seq % 3 = 0",
+        ] {
+            connection.execute_batch(update).unwrap();
+            let expected = count(&connection, &inbox).unwrap();
+            assert!(expected > 100, "{expected}");
+            assert_eq!(unread_in_inbox(&connection).unwrap(), expected, "{update}");
+        }
+    }
+
+    #[test]
     fn total_skips_facets_cut_off() {
         let many = Facet {
             field: Field::Level,
@@ -2088,13 +2244,10 @@ mod tests {
         assert!(results.iter().any(|(rows, _, _)| rows.is_empty()));
     }
 
-    #[test]
-    fn random_filters_match_rust_check() {
+    /// Returns `count` filters of up to three conditions on the values [`fill_varied`]
+    /// writes, some negated, some with receive times or a lowest level.
+    pub(crate) fn random_filters(count: usize, seed: u64) -> Vec<AlertFilter> {
         use rand::{Rng, SeedableRng};
-        let mut connection = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut connection).unwrap();
-        fill_varied(&mut connection, 2_000);
-        let alerts = stored_alerts(&connection);
         let pool: [(Field, &[&str]); 7] = [
             (Field::Level, &["Low", "Medium", "High", "Critical", "None"]),
             (Field::Category, &["Health", "Cost"]),
@@ -2107,8 +2260,9 @@ mod tests {
                 &["unread", "read", "acknowledged", "snoozed", "archived"],
             ),
         ];
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for _ in 0..300 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut filters = Vec::with_capacity(count);
+        for _ in 0..count {
             let mut filter = AlertFilter::default();
             for _ in 0..rng.random_range(0..4) {
                 let (field, values) = pool[rng.random_range(0..pool.len())];
@@ -2133,6 +2287,18 @@ mod tests {
             if rng.random_range(0..6) == 0 {
                 filter.min_level = Some(crate::model::Level::Medium);
             }
+            filters.push(filter);
+        }
+        filters
+    }
+
+    #[test]
+    fn random_filters_match_rust_check() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut connection).unwrap();
+        fill_varied(&mut connection, 2_000);
+        let alerts = stored_alerts(&connection);
+        for filter in random_filters(300, 11) {
             let summary = facet_summary(&connection, &filter).unwrap();
             assert_eq!(
                 summary.facets,
@@ -2207,12 +2373,22 @@ mod tests {
         DROP TRIGGER facet_pairs_archived;
         DROP TABLE facet_pairs;";
 
+    /// Removes what migration 6 adds, which every downgrade below starts with.
+    const SCHEMA_6_DROPPED: &str = "
+        DROP INDEX alerts_by_object_name;
+        DROP INDEX alerts_by_key;
+        DROP TRIGGER alert_changes_update;
+        DROP TRIGGER alert_changes_delete;
+        DROP TRIGGER alert_changes_trim;
+        DROP TABLE alert_changes;";
+
     /// Fills a store whose indexes are those of schema `from`, created by `downgrade`,
     /// migrates it, and checks that filters, searches and facet counts give the same
     /// results, and that the indexes in `replaced` are gone.
     fn check_migration_keeps_results(downgrade: &str, from: u32, replaced: &[&str]) {
         let mut connection = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut connection).unwrap();
+        connection.execute_batch(SCHEMA_6_DROPPED).unwrap();
         connection.execute_batch(downgrade).unwrap();
         connection
             .pragma_update(None, "user_version", from)
@@ -2314,6 +2490,11 @@ mod tests {
         check_migration_keeps_results(SCHEMA_4_INDEXES, 4, &SCHEMA_4_REPLACED);
     }
 
+    #[test]
+    fn migration_6_keeps_results() {
+        check_migration_keeps_results("", 5, &[]);
+    }
+
     /// Returns the pair counters in the table, without those counted down to zero.
     fn stored_pairs(connection: &Connection) -> FxHashMap<crate::store::facet_pairs::PairKey, i64> {
         connection
@@ -2333,6 +2514,22 @@ mod tests {
             .unwrap()
     }
 
+    /// Updates of every facet field, triage state and receive time, some that change
+    /// nothing, and deletes, of alerts that [`fill_varied`] wrote.
+    pub(crate) const MIXED_CHANGES: &str = "
+        UPDATE alerts SET read_ms = NULL WHERE seq % 7 = 0;
+        UPDATE alerts SET read_ms = 5 WHERE seq % 5 = 0;
+        UPDATE alerts SET acknowledged_ms = 6, archived_ms = NULL WHERE seq % 9 = 0;
+        UPDATE alerts SET level = 'Critical', level_rank = 4 WHERE seq % 11 = 0;
+        UPDATE alerts SET state = 'Resolved', archived_ms = 7, read_ms = NULL
+            WHERE seq % 13 = 0;
+        UPDATE alerts SET cluster = cluster, namespace = 'ns-9', last_received_ms = 1390
+            WHERE seq % 3 = 0;
+        UPDATE alerts SET level = level, read_ms = read_ms WHERE seq % 4 = 0;
+        UPDATE alerts SET snoozed_until_ms = 9e15 WHERE seq % 19 = 0;
+        UPDATE alerts SET snoozed_until_ms = NULL WHERE seq % 23 = 0;
+        DELETE FROM alerts WHERE seq % 17 = 0;";
+
     #[test]
     fn pair_counters_follow_updates_and_deletes() {
         let mut connection = Connection::open_in_memory().unwrap();
@@ -2342,19 +2539,7 @@ mod tests {
         assert!(recounted.len() > 100, "{}", recounted.len());
         assert_eq!(stored_pairs(&connection), recounted);
 
-        connection
-            .execute_batch(
-                "UPDATE alerts SET read_ms = NULL WHERE seq % 7 = 0;
-                 UPDATE alerts SET read_ms = 5 WHERE seq % 5 = 0;
-                 UPDATE alerts SET acknowledged_ms = 6, archived_ms = NULL WHERE seq % 9 = 0;
-                 UPDATE alerts SET level = 'Critical', level_rank = 4 WHERE seq % 11 = 0;
-                 UPDATE alerts SET state = 'Resolved', archived_ms = 7, read_ms = NULL
-                     WHERE seq % 13 = 0;
-                 UPDATE alerts SET cluster = cluster, namespace = 'ns-9' WHERE seq % 3 = 0;
-                 UPDATE alerts SET level = level, read_ms = read_ms WHERE seq % 4 = 0;
-                 DELETE FROM alerts WHERE seq % 17 = 0;",
-            )
-            .unwrap();
+        connection.execute_batch(MIXED_CHANGES).unwrap();
         assert_eq!(
             stored_pairs(&connection),
             crate::store::facet_pairs::recount(&connection).unwrap()
@@ -2463,6 +2648,25 @@ mod tests {
         );
         assert_eq!(
             driving_condition(&connection, &[&two_namespaces, &missing], false).unwrap(),
+            Some(1)
+        );
+
+        // An object name has no counters; its index counts its 81 alerts. Their rows cost
+        // less to read than the entries of all 3,000 levels, and more than the entries of
+        // the 300 acknowledged alerts.
+        let object = condition(Field::ObjectName, false, &["obj-3"]);
+        assert_eq!(matches_without_counter(&connection, &object).unwrap(), 81);
+        assert_eq!(
+            driving_condition(&connection, &[&levels, &object], false).unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            driving_condition(&connection, &[&object, &acknowledged], false).unwrap(),
+            Some(1)
+        );
+        let key = condition(Field::Key, false, &["key-7"]);
+        assert_eq!(
+            driving_condition(&connection, &[&levels, &key], false).unwrap(),
             Some(1)
         );
     }

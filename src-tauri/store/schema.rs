@@ -268,6 +268,37 @@ const MIGRATIONS: &[Migration] = &[
     ) WHERE archived_ms IS NOT NULL;
     "#,
     ),
+    // 6: a log of the alerts whose facet fields, triage or receive time changed, or that
+    // were deleted, so an in-memory copy of those columns (`facet_index`) catches up by
+    // reading the entries after its last one. New alerts need no entry: their `seq` is
+    // above every alert the copy has seen. The log keeps its newest 16,384 entries; a
+    // copy that fell further behind reads everything again.
+    //
+    // Also indexes of object names and alert keys. A filter on one object or key matches a
+    // few alerts, which without them took a scan of every alert row.
+    Migration::Sql(
+        r#"
+    CREATE INDEX alerts_by_object_name ON alerts (object_name, last_received_ms DESC);
+    CREATE INDEX alerts_by_key ON alerts (key, last_received_ms DESC);
+    CREATE TABLE alert_changes (
+        id  INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER NOT NULL
+    );
+    CREATE TRIGGER alert_changes_update
+    AFTER UPDATE OF level, level_rank, category, cluster, namespace, state, object_type,
+        last_received_ms, read_ms, acknowledged_ms, snoozed_until_ms, archived_ms ON alerts
+    BEGIN
+        INSERT INTO alert_changes (seq) VALUES (new.seq);
+    END;
+    CREATE TRIGGER alert_changes_delete AFTER DELETE ON alerts BEGIN
+        INSERT INTO alert_changes (seq) VALUES (old.seq);
+    END;
+    CREATE TRIGGER alert_changes_trim AFTER INSERT ON alert_changes
+    WHEN new.id % 1024 = 0 BEGIN
+        DELETE FROM alert_changes WHERE id <= new.id - 16384;
+    END;
+    "#,
+    ),
 ];
 
 /// Returns the schema version this build creates.

@@ -232,8 +232,14 @@ def test_triage_survives_restart(tmp_path):
         second.quit()
 
 
-# Reverts the last migration, so that the next start upgrades the store from schema 4 to 5.
-UNDO_SCHEMA_5 = """
+# Reverts the last two migrations, so that the next start upgrades the store from schema 4 to 6.
+UNDO_SCHEMAS_5_AND_6 = """
+    DROP INDEX alerts_by_object_name;
+    DROP INDEX alerts_by_key;
+    DROP TRIGGER alert_changes_update;
+    DROP TRIGGER alert_changes_delete;
+    DROP TRIGGER alert_changes_trim;
+    DROP TABLE alert_changes;
     DROP INDEX alerts_by_namespace_facets;
     DROP INDEX alerts_acknowledged_facets;
     DROP INDEX alerts_archived_facets;
@@ -253,7 +259,7 @@ def test_window_shows_store_upgrade(tmp_path):
         first.quit()
     database = first.data_dir / "alerts.db"
     with sqlite3.connect(database) as connection:
-        connection.executescript(UNDO_SCHEMA_5)
+        connection.executescript(UNDO_SCHEMAS_5_AND_6)
 
     second = App.__new__(App)
     second.__dict__.update(first.__dict__)
@@ -264,7 +270,7 @@ def test_window_shows_store_upgrade(tmp_path):
     try:
         second.launch(wait_for_receiver=False)
         wait_until(
-            lambda: "Upgrading the alert store from schema 4 to 5" in (second.text_of("#banners") or ""),
+            lambda: "Upgrading the alert store from schema 4 to 6" in (second.text_of("#banners") or ""),
             message="the upgrade banner",
         )
         assert second.text_of("#receiver-status") == "Upgrading the alert store…"
@@ -278,7 +284,7 @@ def test_window_shows_store_upgrade(tmp_path):
         second.wait_for_titles(lambda titles: titles == ["Kept through the upgrade"], "the alert after the upgrade")
         wait_until(lambda: "Upgrading" not in (second.text_of("#banners") or ""), message="the banner to go")
         with sqlite3.connect(database) as connection:
-            assert connection.execute("PRAGMA user_version").fetchone()[0] == 5
+            assert connection.execute("PRAGMA user_version").fetchone()[0] == 6
     finally:
         second.quit()
 
