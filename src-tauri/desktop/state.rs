@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -37,6 +38,10 @@ pub struct FacetCopy {
     store: Option<Store>,
     index: Option<FacetIndex>,
     building: bool,
+    /// Counts starts of the runtime and builds, so a build learns whether it is still wanted.
+    generation: u64,
+    /// When the last build failed.
+    failed_at: Option<Instant>,
 }
 
 /// A started runtime and the tasks that forward its events.
@@ -269,37 +274,49 @@ fn set_connection(state: &AppState, connection: Result<Connection, String>) {
 
 /// Drops the facet copy, and starts building one of `store` if there is one.
 fn copy_facets_of(copy: &Arc<Mutex<FacetCopy>>, store: Option<Store>) {
-    *copy.lock().expect("facet copy lock poisoned") = FacetCopy {
-        store,
-        ..FacetCopy::default()
-    };
+    {
+        let mut guard = copy.lock().expect("facet copy lock poisoned");
+        let generation = guard.generation + 1;
+        *guard = FacetCopy {
+            store,
+            generation,
+            ..FacetCopy::default()
+        };
+    }
     build_facet_copy(copy);
 }
 
+/// How long after a failed build of the facet copy the next one starts.
+const FACET_COPY_RETRY: Duration = Duration::from_secs(60);
+
 /// Builds the facet copy on the blocking pool, through a connection of its own, so the
-/// window's reads go on meanwhile. A million alerts take about half a second.
+/// window's reads go on meanwhile. A million alerts take 0.6–0.8 s. Does nothing while a
+/// build runs or within [`FACET_COPY_RETRY`] of a failed one.
 fn build_facet_copy(copy: &Arc<Mutex<FacetCopy>>) {
-    let store = {
+    let (store, generation) = {
         let mut guard = copy.lock().expect("facet copy lock poisoned");
-        let Some(store) = guard.store.clone().filter(|_| !guard.building) else {
+        let retry_due = guard
+            .failed_at
+            .is_none_or(|failed| failed.elapsed() >= FACET_COPY_RETRY);
+        let Some(store) = guard.store.clone() else {
             return;
         };
+        if guard.building || guard.index.is_some() || !retry_due {
+            return;
+        }
         guard.building = true;
-        store
+        // A build started before this one, for an earlier start of the runtime, is discarded.
+        guard.generation += 1;
+        (store, guard.generation)
     };
     let copy = Arc::clone(copy);
     tauri::async_runtime::spawn_blocking(move || {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let built = store
             .open_inbox_connection()
             .and_then(|connection| FacetIndex::build(&connection));
         let mut guard = copy.lock().expect("facet copy lock poisoned");
-        let same_store = guard
-            .store
-            .as_ref()
-            .is_some_and(|current| current.path() == store.path());
-        if !same_store {
-            // The runtime restarted on another store, whose copy is built separately.
+        if guard.generation != generation {
             return;
         }
         guard.building = false;
@@ -311,9 +328,16 @@ fn build_facet_copy(copy: &Arc<Mutex<FacetCopy>>) {
                     "built the in-memory facet copy"
                 );
                 guard.index = Some(index);
+                guard.failed_at = None;
             }
             Err(error) => {
-                tracing::warn!(%error, "failed to build the in-memory facet copy; facet counts read the database instead");
+                tracing::warn!(
+                    %error,
+                    data_dir = %store.data_dir().display(),
+                    "failed to build the in-memory facet copy; facet counts read the database \
+                     and the build is tried again in a minute"
+                );
+                guard.failed_at = Some(Instant::now());
             }
         }
     });
@@ -340,14 +364,15 @@ pub fn facet_summary(
             Ok(Some(summary)) => return Ok(summary),
             Ok(None) => {}
             Err(error) => {
-                tracing::warn!(%error, "failed to catch up the in-memory facet copy; it is built again")
+                tracing::warn!(%error, "the in-memory facet copy failed to count; counting through SQLite")
             }
         }
         if index.is_stale() {
             guard.index = None;
-            drop(guard);
-            build_facet_copy(copy);
         }
     }
+    drop(guard);
+    // Builds a copy if there is none: the first, one that turned stale, or one that failed.
+    build_facet_copy(copy);
     query::facet_summary(connection, filter)
 }

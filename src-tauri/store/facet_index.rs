@@ -12,8 +12,7 @@
 //! the alerts changed or deleted since. [`FacetIndex::summary`] reads both before it
 //! counts, in the read transaction that also reads the full-text matches.
 
-use std::borrow::Cow;
-
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 use rustc_hash::FxHashMap;
 
@@ -38,17 +37,19 @@ const SNOOZE_TIME: u8 = 16;
 /// fields follow `seq` in the order of [`Field::FACETS`].
 const COLUMNS: &str = "seq, level, category, cluster, namespace, state, object_type,
     last_received_ms, read_ms IS NOT NULL, acknowledged_ms IS NOT NULL,
-    archived_ms IS NOT NULL, snoozed_until_ms";
+    archived_ms IS NOT NULL, snoozed_until_ms, level_rank";
 
 /// The distinct values of one text field, each with a code: its position in `names`.
+/// Values are bytes, as SQLite compares them, so two values that are not valid UTF-8
+/// stay apart.
 #[derive(Default)]
 struct Values {
-    names: Vec<String>,
-    codes: FxHashMap<String, u32>,
+    names: Vec<Vec<u8>>,
+    codes: FxHashMap<Vec<u8>, u32>,
 }
 
 impl Values {
-    fn code_of(&mut self, name: &str) -> u32 {
+    fn code_of(&mut self, name: &[u8]) -> u32 {
         if let Some(&code) = self.codes.get(name) {
             return code;
         }
@@ -75,6 +76,8 @@ pub struct FacetIndex {
     /// The last entry of `alert_changes` applied.
     last_change: i64,
     values: [Values; TEXT_FIELDS],
+    /// The rank of each level, by code.
+    level_ranks: Vec<i64>,
     seqs: Vec<i64>,
     codes: Vec<[u32; TEXT_FIELDS]>,
     received_ms: Vec<i64>,
@@ -83,11 +86,16 @@ pub struct FacetIndex {
     snoozed_until_ms: FxHashMap<usize, i64>,
     /// Set when the copy can no longer catch up and must be read again.
     stale: bool,
+    /// Set when a row has a value of a type that the app never writes, such as a BLOB in a
+    /// text field, which SQLite compares by rules the copy does not follow. Also set when
+    /// `seq` reached its maximum, after which SQLite picks new values at random. The copy
+    /// then declines every filter.
+    unusual: bool,
 }
 
 impl FacetIndex {
-    /// Reads the columns of every alert. On a million alerts this takes about half a
-    /// second (see docs/benchmarks.md), so the app does it off the window's connection.
+    /// Reads the columns of every alert. On a million alerts this takes 0.6–0.8 s (see
+    /// docs/benchmarks.md), so the app does it off the window's connection.
     pub fn build(connection: &Connection) -> Result<Self, StoreError> {
         let transaction = connection.unchecked_transaction()?;
         let mut index = Self {
@@ -98,13 +106,16 @@ impl FacetIndex {
                 |row| row.get(0),
             )?,
             values: Default::default(),
+            level_ranks: Vec::new(),
             seqs: Vec::new(),
             codes: Vec::new(),
             received_ms: Vec::new(),
             flags: Vec::new(),
             snoozed_until_ms: FxHashMap::default(),
             stale: false,
+            unusual: false,
         };
+
         // A covering index has every column read, in about a tenth of the pages of the alert
         // rows, which SQLite would otherwise scan. Its order is not by `seq`.
         let mut statement = transaction.prepare(&format!(
@@ -166,7 +177,8 @@ impl FacetIndex {
     /// [`query::facet_summary`] does, after catching up with the database.
     ///
     /// Returns `None` when the filter tests a field that is not in the copy (object name or
-    /// key), or when the copy is stale. The caller then counts through SQLite.
+    /// key), or when the copy is stale or has unusual values. The caller then counts
+    /// through SQLite.
     pub fn summary(
         &mut self,
         connection: &Connection,
@@ -177,7 +189,7 @@ impl FacetIndex {
             .conditions
             .iter()
             .any(|condition| !condition.values.is_empty() && !in_copy(condition.field));
-        if tests_other_fields || self.stale {
+        if tests_other_fields || self.stale || self.unusual {
             return Ok(None);
         }
         let transaction = connection.unchecked_transaction()?;
@@ -205,6 +217,9 @@ impl FacetIndex {
             None => None,
         };
         drop(transaction);
+        if self.unusual {
+            return Ok(None);
+        }
         Ok(Some(self.count(filter, matches.as_deref(), now_ms())))
     }
 
@@ -266,34 +281,74 @@ impl FacetIndex {
             let entry = self.entry(row)?;
             self.push(entry);
         }
+        if self.seqs.last() == Some(&i64::MAX) {
+            self.unusual = true;
+        }
         Ok(true)
     }
 
-    /// Reads one row of [`COLUMNS`], coding its text values.
+    /// Reads one row of [`COLUMNS`], coding its text values. A value of another type than
+    /// the app writes marks the copy [`FacetIndex::unusual`].
     fn entry(&mut self, row: &Row<'_>) -> rusqlite::Result<Entry> {
         let mut codes = [0; TEXT_FIELDS];
         for (slot, code) in codes.iter_mut().enumerate() {
-            let bytes = row.get_ref(slot + 1)?.as_bytes().unwrap_or_default();
-            let name: Cow<str> = String::from_utf8_lossy(bytes);
-            *code = self.values[slot].code_of(&name);
+            let bytes = match row.get_ref(slot + 1)? {
+                ValueRef::Text(bytes) => bytes,
+                _ => {
+                    self.unusual = true;
+                    &[]
+                }
+            };
+            *code = self.values[slot].code_of(bytes);
         }
+
         let mut flags = LIVE;
         for (column, flag) in [(8, READ), (9, ACKNOWLEDGED), (10, ARCHIVED)] {
             if row.get::<_, bool>(column)? {
                 flags |= flag;
             }
         }
-        let snoozed_until_ms: Option<i64> = row.get(11)?;
+        // Filters on the lowest level test `level_rank`, which the copy derives from the
+        // level as the writer does.
+        let rank = self.level_rank(codes[0]);
+        if self.integer(row.get_ref(12)?) != Some(rank) {
+            self.unusual = true;
+        }
+        let received_ms = self.integer(row.get_ref(7)?).unwrap_or_default();
+        let snoozed_until_ms = self.integer(row.get_ref(11)?);
         if snoozed_until_ms.is_some() {
             flags |= SNOOZE_TIME;
         }
         Ok(Entry {
             seq: row.get(0)?,
             codes,
-            received_ms: row.get(7)?,
+            received_ms,
             flags,
             snoozed_until_ms,
         })
+    }
+
+    /// Returns the rank of the level with `code`, as [`Level::rank`] gives it.
+    fn level_rank(&mut self, code: u32) -> i64 {
+        let levels = &self.values[0].names;
+        while self.level_ranks.len() < levels.len() {
+            let name = String::from_utf8_lossy(&levels[self.level_ranks.len()]);
+            self.level_ranks.push(Level::rank(&name));
+        }
+        self.level_ranks[code as usize]
+    }
+
+    /// Returns an integer column's value, `None` for NULL. Any other type marks the copy
+    /// [`FacetIndex::unusual`].
+    fn integer(&mut self, value: ValueRef<'_>) -> Option<i64> {
+        match value {
+            ValueRef::Integer(value) => Some(value),
+            ValueRef::Null => None,
+            _ => {
+                self.unusual = true;
+                None
+            }
+        }
     }
 
     /// Puts the alerts in order of `seq`, one array at a time, so the build needs little
@@ -383,10 +438,10 @@ impl FacetIndex {
     fn tests(&self, filter: &AlertFilter, now: i64) -> Vec<Test> {
         let mut tests = Vec::new();
         if let Some(lowest) = filter.min_level {
-            let allowed = self.values[0]
-                .names
+            let allowed = self
+                .level_ranks
                 .iter()
-                .map(|name| Level::rank(name) > lowest as i64)
+                .map(|rank| *rank > lowest as i64)
                 .collect();
             tests.push(Test {
                 own: None,
@@ -430,7 +485,7 @@ impl FacetIndex {
                         Field::Level => query::canonical_level(value),
                         _ => value.clone(),
                     };
-                    if let Some(&code) = values.codes.get(&value) {
+                    if let Some(&code) = values.codes.get(value.as_bytes()) {
                         allowed[code as usize] = !condition.negate;
                     }
                 }
@@ -520,7 +575,10 @@ impl FacetIndex {
                         .iter()
                         .enumerate()
                         .filter(|(_, count)| **count > 0)
-                        .map(|(code, count)| (self.values[facet].names[code].clone(), *count))
+                        .map(|(code, count)| {
+                            let name = &self.values[facet].names[code];
+                            (String::from_utf8_lossy(name).into_owned(), *count)
+                        })
                         .collect();
                     query::sort_facet_values(&mut values);
                     values
@@ -763,6 +821,120 @@ mod tests {
             ..AlertFilter::default()
         };
         assert!(index.summary(&connection, &empty).unwrap().is_some());
+    }
+
+    #[test]
+    fn keeps_invalid_utf8_values_apart() {
+        let connection = varied_store(200);
+        connection
+            .execute_batch(
+                "UPDATE alerts SET category = CAST(X'FF' AS TEXT) WHERE seq % 3 = 0;
+                 UPDATE alerts SET category = CAST(X'FE' AS TEXT) WHERE seq % 3 = 1;",
+            )
+            .unwrap();
+        let mut index = FacetIndex::build(&connection).unwrap();
+        // SQLite reads the counters as text, which fails on these values, so the filter is
+        // one that SQLite counts alert by alert.
+        let filter = AlertFilter {
+            conditions: vec![condition(Field::Level, false, &["Low", "High"])],
+            text: "memory".to_owned(),
+            ..AlertFilter::default()
+        };
+        let counted = index.summary(&connection, &filter).unwrap().unwrap();
+        let category = &counted.facets[1];
+        assert_eq!(category.field, Field::Category);
+        let replaced = category
+            .values
+            .iter()
+            .filter(|(value, _)| value == "\u{FFFD}")
+            .count();
+        assert_eq!(replaced, 2, "{category:?}");
+        assert_eq!(counted, query::facet_summary(&connection, &filter).unwrap());
+    }
+
+    /// Values of types the app never writes, and a `seq` at its maximum, after which
+    /// SQLite picks new ones at random, make the copy decline every filter. (A number
+    /// written to a text column is stored as text.)
+    #[test]
+    fn declines_unusual_stores() {
+        let filter = AlertFilter {
+            conditions: vec![
+                condition(Field::Level, false, &["Low"]),
+                condition(Field::State, false, &["New"]),
+            ],
+            ..AlertFilter::default()
+        };
+        for change in [
+            "UPDATE alerts SET cluster = X'41' WHERE seq = 3",
+            "UPDATE alerts SET last_received_ms = 1.5 WHERE seq = 3",
+            "UPDATE alerts SET snoozed_until_ms = 'later' WHERE seq = 3",
+            "UPDATE alerts SET level_rank = 9 WHERE seq = 3",
+            "UPDATE alerts SET seq = 9223372036854775807 WHERE seq = 3",
+        ] {
+            let connection = varied_store(20);
+            let mut index = FacetIndex::build(&connection).unwrap();
+            assert!(index.summary(&connection, &filter).unwrap().is_some());
+            connection.execute_batch(change).unwrap();
+            assert_eq!(
+                index.summary(&connection, &filter).unwrap(),
+                None,
+                "{change}"
+            );
+            assert!(!index.is_stale(), "{change}");
+            let mut rebuilt = FacetIndex::build(&connection).unwrap();
+            assert_eq!(
+                rebuilt.summary(&connection, &filter).unwrap(),
+                None,
+                "{change}"
+            );
+        }
+    }
+
+    #[test]
+    fn change_log_names_each_column() {
+        let connection = varied_store(5);
+        let columns = [
+            "level = 'Other'",
+            "level_rank = 0",
+            "category = 'Other'",
+            "cluster = 'Other'",
+            "namespace = 'Other'",
+            "state = 'Other'",
+            "object_type = 'Other'",
+            "last_received_ms = 1",
+            "read_ms = 1",
+            "acknowledged_ms = 1",
+            "snoozed_until_ms = 1",
+            "archived_ms = 1",
+        ];
+        let logged = |seq: i64| -> i64 {
+            connection
+                .query_row(
+                    "SELECT count(*) FROM alert_changes WHERE seq = ?1",
+                    [seq],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        };
+        for assignment in columns {
+            let before = logged(2);
+            connection
+                .execute(&format!("UPDATE alerts SET {assignment} WHERE seq = 2"), [])
+                .unwrap();
+            assert_eq!(logged(2), before + 1, "{assignment}");
+        }
+        // A note and the text the copy does not hold are not logged.
+        connection
+            .execute(
+                "UPDATE alerts SET note = 'n', title = 't' WHERE seq = 3",
+                [],
+            )
+            .unwrap();
+        assert_eq!(logged(3), 0);
+        connection
+            .execute("DELETE FROM alerts WHERE seq = 3", [])
+            .unwrap();
+        assert_eq!(logged(3), 1);
     }
 
     #[test]
