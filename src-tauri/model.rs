@@ -34,6 +34,16 @@ impl Level {
         }
     }
 
+    /// Returns the level as RealTheory spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Low => "Low",
+            Self::Medium => "Medium",
+            Self::High => "High",
+            Self::Critical => "Critical",
+        }
+    }
+
     /// Ranks any level text; unknown levels rank 0, below `Low`.
     pub fn rank(name: &str) -> i64 {
         Self::parse(name).map_or(0, |level| level as i64 + 1)

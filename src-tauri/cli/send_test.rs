@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::Config;
+use crate::model::Level;
 use crate::receiver::verify::{basic_header, sign, SIGNATURE_HEADER};
 
 #[derive(Debug, Args)]
@@ -15,9 +16,15 @@ pub struct SendTestArgs {
     /// Webhook URL to post to, such as http://127.0.0.1:8787/webhook or the public URL
     #[arg(long, value_name = "URL")]
     url: String,
-    /// Level of the example alert
-    #[arg(long, default_value = "High")]
-    level: String,
+    /// Level of the example alert: Low, Medium, High or Critical (any case)
+    #[arg(long, default_value = "High", value_parser = parse_level)]
+    level: Level,
+}
+
+/// Reads a level in any case, so the alert carries RealTheory's spelling.
+pub fn parse_level(value: &str) -> Result<Level, String> {
+    Level::parse(value)
+        .ok_or_else(|| format!("invalid level {value:?}: use Low, Medium, High or Critical"))
 }
 
 pub fn run(config_path: Option<PathBuf>, args: SendTestArgs) -> anyhow::Result<ExitCode> {
@@ -28,7 +35,7 @@ pub fn run(config_path: Option<PathBuf>, args: SendTestArgs) -> anyhow::Result<E
             args.url
         )
     })?;
-    let body = example_payload(&args.level);
+    let body = example_payload(args.level);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,7 +93,7 @@ pub fn build_request(config: &Config, url: reqwest::Url, body: String) -> reqwes
 
 /// Builds a SystemAlertPayload shaped like RealTheory's documented example, with a fresh id and
 /// the current time, so each test shows up as a new alert.
-pub fn example_payload(level: &str) -> String {
+pub fn example_payload(level: Level) -> String {
     let id = random_uuid();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     let payload = serde_json::json!({
@@ -114,7 +121,7 @@ pub fn example_payload(level: &str) -> String {
             "title": "Test alert from alert-inbox send-test",
             "message": "If you can read this in Alert Inbox, the webhook path works end to end.",
             "details": "Sent by `alert-inbox send-test`.",
-            "level": level,
+            "level": level.name(),
             "category": "Health",
             "source": "alert-inbox send-test",
             "sourceId": "00000000-0000-0000-0000-000000000000",

@@ -396,7 +396,9 @@ async fn send_test_alert(state: State<'_, AppState>, level: String) -> CommandRe
         .map_err(|error| CommandError::new("invalid", format!("{error:#}")))?;
     let url = reqwest::Url::parse(&url)
         .map_err(|error| CommandError::new("internal", error.to_string()))?;
-    let body = crate::cli::send_test::example_payload(&level);
+    let level = crate::cli::send_test::parse_level(&level)
+        .map_err(|message| CommandError::new("invalid", message))?;
+    let body = crate::cli::send_test::example_payload(level);
     let response = crate::cli::send_test::build_request(&config, url.clone(), body)
         .send()
         .await

@@ -69,6 +69,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{0} is not an SQLite database or is damaged; move it out of the data directory to \
+         start a new store there, or choose another data directory"
+    )]
+    NotADatabase(PathBuf),
     #[error("no database at {0}; start `alert-inbox serve` or the app once, or pass the right --data-dir")]
     Missing(PathBuf),
     #[error("database schema version {found} is newer than this build supports ({supported}); update Alert Inbox")]
@@ -143,9 +148,10 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        configure(&connection, max_pages)?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        schema::migrate(&mut connection)?;
+        let set_up = configure(&connection, max_pages)
+            .and_then(|()| Ok(connection.pragma_update(None, "journal_mode", "WAL")?))
+            .and_then(|()| schema::migrate(&mut connection).map(|_| ()));
+        set_up.map_err(|error| name_damaged_file(&path, error))?;
         Ok((Self { path, max_pages }, connection))
     }
 
@@ -156,8 +162,9 @@ impl Store {
             return Err(StoreError::Missing(path));
         }
         let connection = open_read_only(&path)?;
-        set_up_for_reads(&connection)?;
-        let version: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let version = set_up_for_reads(&connection)
+            .and_then(|()| schema_version(&connection))
+            .map_err(|error| name_damaged_file(&path, error))?;
         let supported = schema::latest_version();
         if version > supported {
             return Err(StoreError::NewerSchema {
@@ -192,7 +199,7 @@ impl Store {
             return Ok(None);
         }
         let reader = open_read_only(&path)?;
-        let version: u32 = reader.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let version = schema_version(&reader).map_err(|error| name_damaged_file(&path, error))?;
         let latest = schema::latest_version();
         Ok((version > 0 && version < latest).then_some((version, latest)))
     }
@@ -238,6 +245,22 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     })?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     Ok(connection)
+}
+
+fn schema_version(connection: &Connection) -> Result<u32, StoreError> {
+    Ok(connection.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+}
+
+/// Turns SQLite's "file is not a database" for `path` into an error that names the file.
+fn name_damaged_file(path: &Path, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            StoreError::NotADatabase(path.to_owned())
+        }
+        other => other,
+    }
 }
 
 /// Sets up `connection` for large reads. They map the file instead of copying each page
@@ -289,6 +312,25 @@ mod tests {
 
         let plain = store.open_connection().unwrap();
         assert_eq!(pragma(&plain, "mmap_size"), 0);
+    }
+
+    #[test]
+    fn damaged_database_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let errors = [
+            Store::open(dir.path()).map(|_| ()).unwrap_err(),
+            Store::open_reader(dir.path()).map(|_| ()).unwrap_err(),
+            Store::pending_upgrade(dir.path()).map(|_| ()).unwrap_err(),
+        ];
+        for error in errors {
+            assert!(
+                matches!(&error, StoreError::NotADatabase(named) if *named == path),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains("move it out"), "{error}");
+        }
     }
 
     #[test]

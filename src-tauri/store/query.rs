@@ -507,13 +507,7 @@ fn text_plan(connection: &Connection, filter: &AlertFilter) -> Result<TextPlan, 
 
 /// Spells a level as RealTheory does, so `high` finds `High`.
 pub(super) fn canonical_level(value: &str) -> String {
-    match Level::parse(value) {
-        Some(Level::Low) => "Low".to_owned(),
-        Some(Level::Medium) => "Medium".to_owned(),
-        Some(Level::High) => "High".to_owned(),
-        Some(Level::Critical) => "Critical".to_owned(),
-        None => value.to_owned(),
-    }
+    Level::parse(value).map_or_else(|| value.to_owned(), |level| level.name().to_owned())
 }
 
 /// Turns free text into an FTS5 query: each word a quoted prefix term, all required.

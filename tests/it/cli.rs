@@ -120,7 +120,33 @@ fn send_test_reaches_serve_and_alerts_lists_it() {
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["title"], "Test alert from alert-inbox send-test");
     assert_eq!(alerts[0]["deliveryCount"], 1);
+    assert_eq!(alerts[0]["level"], "High");
+
+    // A level in another case is sent as RealTheory spells it, so it joins the same facet.
+    run(command(dir.path()).args(["send-test", "--url", &serve.url, "--level", "critical"]));
+    let critical = alerts_json(dir.path(), &["--level", "Critical"]);
+    assert_eq!(critical.len(), 1);
+    assert_eq!(critical[0]["level"], "Critical");
     serve.stop();
+}
+
+#[test]
+fn send_test_rejects_unknown_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .args([
+            "send-test",
+            "--url",
+            "http://127.0.0.1:9/webhook",
+            "--level",
+            "severe",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("\"severe\""), "{error}");
+    assert!(error.contains("Low, Medium, High or Critical"), "{error}");
 }
 
 #[test]
