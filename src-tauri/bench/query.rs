@@ -389,10 +389,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         ),
     ];
 
-    println!(
-        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "first page (100 rows)", "min", "median", "max", "rows"
-    );
+    header("first page (100 rows)", "rows");
     for (name, filter) in &cases {
         let (times, rows) = time(args.runs, || {
             query::list(&reader, filter, None, 100).map(|rows| rows.len())
@@ -400,10 +397,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         report(name, &times, rows);
     }
 
-    println!(
-        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "count of matching alerts", "min", "median", "max", "count"
-    );
+    header("count of matching alerts", "count");
     for (name, filter) in &cases {
         let (times, count) = time(args.runs, || {
             query::count(&reader, filter).map(|count| count as usize)
@@ -411,10 +405,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         report(name, &times, count);
     }
 
-    println!(
-        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "unread alerts not archived (the tray's count)", "min", "median", "max", "count"
-    );
+    header("unread alerts not archived (the tray's count)", "count");
     let inbox = AlertFilter {
         conditions: vec![
             condition(Field::Status, &["unread"]),
@@ -434,10 +425,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     })?;
     report("unread counter less unread archived alerts", &times, count);
 
-    println!(
-        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "full-text search (first page)", "min", "median", "max", "rows"
-    );
+    header("full-text search (first page)", "rows");
     let searches: Vec<(String, AlertFilter)> = SEARCHES
         .iter()
         .map(|text| {
@@ -454,10 +442,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         })?;
         report(name, &times, rows);
     }
-    println!(
-        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "full-text search (count of matches)", "min", "median", "max", "count"
-    );
+    header("full-text search (count of matches)", "count");
     for (name, filter) in &searches {
         let (times, count) = time(args.runs, || {
             query::count(&reader, filter).map(|count| count as usize)
@@ -465,10 +450,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         report(name, &times, count);
     }
 
-    println!(
-        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "facet counts (all fields) and total", "min", "median", "max", "values"
-    );
+    header("facet counts (all fields) and total", "values");
     let facet_cases = [
         "no filter",
         "level=High",
@@ -517,10 +499,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         built.elapsed().as_secs_f64() * 1000.0,
         index.heap_bytes() as f64 / (1024.0 * 1024.0)
     );
-    println!(
-        "{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "facet counts and total, in-memory copy", "min", "median", "max", "values"
-    );
+    header("facet counts and total, in-memory copy", "values");
     let facet_filters: Vec<(String, &AlertFilter)> = cases
         .iter()
         .filter(|(name, _)| facet_cases.contains(name))
@@ -541,10 +520,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         report(name, &times, values);
     }
 
-    println!(
-        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "triage update (one alert)", "min", "median", "max", "rows"
-    );
+    header("triage update (one alert)", "rows");
     let mut writer = store.open_connection()?;
     let id: String = reader.query_row(
         "SELECT id FROM alerts ORDER BY seq DESC LIMIT 1",
@@ -576,10 +552,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         .find(|(name, _)| name == "level=Low cluster=cluster-00..cluster-09")
         .map(|(_, filter)| *filter)
         .ok_or_else(|| anyhow::anyhow!("the balanced filter is missing"))?;
-    println!(
-        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
-        "in-memory copy after triage (update and count)", "min", "median", "max", "rows"
-    );
+    header("in-memory copy after triage (update and count)", "rows");
     for (name, count) in [("one alert", 1), ("100 alerts", 100)] {
         let ids: Vec<String> = query::list(&reader, &AlertFilter::default(), None, count)?
             .into_iter()
@@ -634,6 +607,14 @@ fn time<T>(
     }
     times.sort_unstable();
     Ok((times, result))
+}
+
+/// Prints the heading of a table of timings, after a blank line.
+fn header(title: &str, unit: &str) {
+    println!(
+        "\n{:<55} {:>12} {:>12} {:>12} {:>6}",
+        title, "min", "median", "max", unit
+    );
 }
 
 fn report(name: &str, times: &[Duration], rows: usize) {

@@ -345,7 +345,7 @@ fn build_facet_copy(copy: &Arc<Mutex<FacetCopy>>) {
 
 /// Counts the facets of `filter` from the facet copy when it is built and has the
 /// fields the filter tests, and through SQLite otherwise. Filters whose counts SQLite
-/// reads from its counters, in well under a millisecond, skip the copy.
+/// reads from its counters, in under half a millisecond, skip the copy.
 pub fn facet_summary(
     copy: &Arc<Mutex<FacetCopy>>,
     connection: &Connection,
@@ -364,7 +364,7 @@ pub fn facet_summary(
             Ok(Some(summary)) => return Ok(summary),
             Ok(None) => {}
             Err(error) => {
-                tracing::warn!(%error, "the in-memory facet copy failed to count; counting through SQLite")
+                tracing::warn!(%error, "failed to count from the in-memory facet copy; counting through SQLite")
             }
         }
         if index.is_stale() {

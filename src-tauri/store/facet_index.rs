@@ -157,7 +157,7 @@ impl FacetIndex {
         self.len() == 0
     }
 
-    /// Returns the bytes the copy holds on the heap, roughly.
+    /// Returns an estimate of the bytes the copy takes on the heap.
     pub fn heap_bytes(&self) -> usize {
         let names: usize = self
             .values
@@ -200,7 +200,7 @@ impl FacetIndex {
                 return Ok(None);
             }
             Err(error) => {
-                // Part of the changes may be applied; only a new copy is certain to be right.
+                // Part of the changes may be applied, so only a new copy is certain to be right.
                 self.stale = true;
                 return Err(error);
             }
@@ -266,7 +266,7 @@ impl FacetIndex {
                 }
             }
             // SQLite gives a new alert the highest `seq` plus one, so the `seq` of a deleted
-            // last alert comes back: it must read as new.
+            // last alert comes back, and it must then read as new.
             while self.flags.last().is_some_and(|flags| flags & LIVE == 0) {
                 self.pop();
             }
@@ -805,7 +805,7 @@ mod tests {
     }
 
     #[test]
-    fn declines_fields_it_does_not_hold() {
+    fn declines_fields_outside_copy() {
         let connection = varied_store(10);
         let mut index = FacetIndex::build(&connection).unwrap();
         for field in [Field::ObjectName, Field::Key] {
@@ -923,7 +923,7 @@ mod tests {
                 .unwrap();
             assert_eq!(logged(2), before + 1, "{assignment}");
         }
-        // A note and the text the copy does not hold are not logged.
+        // A note and text outside the copy write no entry.
         connection
             .execute(
                 "UPDATE alerts SET note = 'n', title = 't' WHERE seq = 3",
