@@ -16,8 +16,21 @@
 //! checksum covers the seq and the payload, so a record torn by a power loss is found and
 //! cut off when the journal opens.
 //!
-//! A segment is deleted once every record in it is applied and a checkpoint has made that
-//! application durable.
+//! # Spare segments
+//! A new segment is a spare file renamed, when there is one, rather than a new file.
+//! Writing over blocks that a file already has lets `fdatasync` flush the data alone:
+//! appending to a new file also changes its size and block map, which makes every flush
+//! commit the file system's own journal too. Up to [`SPARE_SEGMENTS`] spares (`*.spare`)
+//! are kept. A segment is retired once every record in it is applied and a checkpoint has
+//! made that application durable, and a retired segment becomes a spare while there are
+//! fewer. When the journal has been quiet for [`SPARE_FILL_QUIET`], the checkpoint thread
+//! also writes spares full of zeros ([`add_spare`]), so that even the first storm of a new
+//! store finds them.
+//!
+//! A reused segment still holds, after the records written so far, the records of its
+//! earlier use or zeros. Those records have seqs below the segment's first seq, and a
+//! record of zeros fails its checksum, so readers and the check at open take either for
+//! the segment's end.
 //!
 //! No maintained crate offers this narrow log: append a batch, flush once, read back in
 //! order, drop whole files. A SQLite table costs several times the system calls per commit,
@@ -42,7 +55,7 @@ const JOURNAL_DIR: &str = "journal";
 const LEGACY_FILE: &str = "journal.db";
 
 /// Size past which the journal thread starts a new segment.
-const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Length of a record's header: payload length, checksum, seq.
 const HEADER_BYTES: usize = 16;
@@ -54,6 +67,23 @@ const _: () = assert!(MAX_PAYLOAD_BYTES as usize > 2 * crate::config::MAX_BODY_L
 
 /// Extension of a segment file.
 const SEGMENT_EXTENSION: &str = "log";
+
+/// Extension of a spare segment.
+const SPARE_EXTENSION: &str = "spare";
+
+/// Disk kept for spare segments, enough for a storm of about 60,000 deliveries of
+/// RealTheory's usual size.
+const SPARE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Most spare segments kept.
+pub const SPARE_SEGMENTS: usize = (SPARE_BYTES / SEGMENT_BYTES) as usize;
+
+/// Time without new deliveries after which zero-filled spares are written.
+pub const SPARE_FILL_QUIET: Duration = Duration::from_secs(30);
+
+/// File in which a zero-filled spare is written before it is renamed; one left behind by a
+/// crash is overwritten by the next.
+const FILLING_FILE: &str = "spare.filling";
 
 /// Key in the `settings` table of `alerts.db` that contains the last applied journal seq.
 const APPLIED_KEY: &str = "journal_applied_seq";
@@ -234,6 +264,16 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<bool>
 
 /// Lists the segments of the journal as (first seq, path), oldest first.
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    files(dir, SEGMENT_EXTENSION)
+}
+
+/// Lists the spare segments of the journal, as [`segments`] does.
+fn spares(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    files(dir, SPARE_EXTENSION)
+}
+
+/// Lists the files named `<seq>.<extension>` in `dir` as (seq, path), lowest seq first.
+fn files(dir: &Path, extension: &str) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -242,7 +282,7 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     let mut found = Vec::new();
     for entry in entries {
         let path = entry.map_err(|error| io_error(dir, error))?.path();
-        if path.extension().and_then(|extension| extension.to_str()) != Some(SEGMENT_EXTENSION) {
+        if path.extension().and_then(|found| found.to_str()) != Some(extension) {
             continue;
         }
         if let Some(first) = path
@@ -261,26 +301,58 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.{SEGMENT_EXTENSION}"))
 }
 
-/// Reads a segment to its last intact record; returns that record's seq and the length
-/// of the intact part.
-fn scan(path: &Path) -> Result<(Option<u64>, u64), StoreError> {
+/// The result of [`scan`] on a segment.
+#[derive(Debug, PartialEq, Eq)]
+struct Scanned {
+    /// Seq of the last record of this use of the segment.
+    last: Option<u64>,
+    /// Length of the records up to and including `last`.
+    intact: u64,
+    /// Whether the records end where a record of the file's earlier use or its zero
+    /// filling starts, rather than at the end of the file or at a torn or damaged record.
+    reused: bool,
+}
+
+/// Reads the segment that starts at `first` to its last intact record.
+fn scan(path: &Path, first: u64) -> Result<Scanned, StoreError> {
     let file = File::open(path).map_err(|error| io_error(path, error))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut last = None;
-    let mut intact = 0;
+    let mut scanned = Scanned {
+        last: None,
+        intact: 0,
+        reused: false,
+    };
     while let Some((seq, _, len)) =
         read_record(&mut reader).map_err(|error| io_error(path, error))?
     {
-        last = Some(seq);
-        intact += len;
+        if seq < first || scanned.last.is_some_and(|last| seq <= last) {
+            scanned.reused = true;
+            break;
+        }
+        scanned.last = Some(seq);
+        scanned.intact += len;
     }
-    Ok((last, intact))
+    if !scanned.reused {
+        scanned.reused = zeros_at(path, scanned.intact)?;
+    }
+    Ok(scanned)
+}
+
+/// Returns whether a record header's worth of zeros starts at `offset` in `path`.
+fn zeros_at(path: &Path, offset: u64) -> Result<bool, StoreError> {
+    let mut file = File::open(path).map_err(|error| io_error(path, error))?;
+    let mut header = [0xff; HEADER_BYTES];
+    let read = file
+        .seek(SeekFrom::Start(offset))
+        .and_then(|_| read_full(&mut file, &mut header))
+        .map_err(|error| io_error(path, error))?;
+    Ok(read && header == [0; HEADER_BYTES])
 }
 
 /// Returns the seq of the newest intact record, 0 for an empty journal.
 fn head(dir: &Path) -> Result<u64, StoreError> {
-    for (_, path) in segments(dir)?.iter().rev() {
-        if let (Some(last), _) = scan(path)? {
+    for (first, path) in segments(dir)?.iter().rev() {
+        if let Some(last) = scan(path, *first)?.last {
             return Ok(last);
         }
     }
@@ -311,13 +383,17 @@ impl Appender {
     ///
     /// A record torn by a crash is cut off the last segment. New seqs continue above both
     /// the newest record and `applied`, the last seq applied to `alerts.db`, so they stay
-    /// above every seq handed out before even when every segment has been deleted.
+    /// above every seq handed out before even when every segment has been retired.
     pub(super) fn open(data_dir: &Path, applied: i64) -> Result<Self, StoreError> {
         let dir = dir(data_dir);
         fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
         let mut newest = 0;
-        if let Some((_, path)) = segments(&dir)?.last() {
-            let (last, intact) = scan(path)?;
+        if let Some((first, path)) = segments(&dir)?.last() {
+            let Scanned {
+                last,
+                intact,
+                reused,
+            } = scan(path, *first)?;
             let file = OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -327,11 +403,15 @@ impl Appender {
                 .map_err(|error| io_error(path, error))?
                 .len();
             if len > intact {
-                tracing::warn!(
-                    path = %path.display(),
-                    cut = len - intact,
-                    "cutting a torn record off the end of the journal"
-                );
+                if reused {
+                    tracing::debug!(path = %path.display(), "cutting a reused segment's earlier records");
+                } else {
+                    tracing::warn!(
+                        path = %path.display(),
+                        cut = len - intact,
+                        "cutting a torn record off the end of the journal"
+                    );
+                }
                 file.set_len(intact)
                     .map_err(|error| io_error(path, error))?;
                 file.sync_data().map_err(|error| io_error(path, error))?;
@@ -408,19 +488,45 @@ impl Appender {
         Ok(self.head())
     }
 
-    /// Creates the segment that starts at the next seq and makes its name durable.
+    /// Creates the segment that starts at the next seq, from a spare when there is one, and
+    /// makes its name durable.
     fn create_segment(&self) -> Result<Segment, StoreError> {
         let path = segment_path(&self.dir, self.next_seq);
+        let reused = self.reuse_spare(&path);
         let file = OpenOptions::new()
             .create(true)
             .write(true)
-            .truncate(true)
+            .truncate(!reused)
             .open(&path)
             .map_err(|error| io_error(&path, error))?;
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(|error| io_error(&self.dir, error))?;
         Ok(Segment { file, path, len: 0 })
+    }
+
+    /// Renames a spare segment to `path`; returns whether there was one to rename.
+    ///
+    /// A spare that cannot be taken is only a lost chance to save a flush, so the failure
+    /// is logged and a new file is created instead.
+    fn reuse_spare(&self, path: &Path) -> bool {
+        let spare = match spares(&self.dir) {
+            Ok(mut spares) => spares.pop(),
+            Err(error) => {
+                tracing::debug!(%error, "failed to list spare journal segments");
+                None
+            }
+        };
+        let Some((_, spare)) = spare else {
+            return false;
+        };
+        match fs::rename(&spare, path) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, spare = %spare.display(), "failed to reuse a spare journal segment");
+                false
+            }
+        }
     }
 }
 
@@ -483,7 +589,9 @@ impl Reader {
             let record =
                 read_record(&mut segment.reader).map_err(|error| io_error(&path, error))?;
             let seq = match record {
-                Some((seq, payload, len)) if segment.end.is_none_or(|end| seq < end) => {
+                Some((seq, payload, len))
+                    if seq >= segment.first && segment.end.is_none_or(|end| seq < end) =>
+                {
                     segment.offset += len;
                     if seq < self.next_seq {
                         continue;
@@ -498,8 +606,11 @@ impl Reader {
                     seq
                 }
                 _ => {
-                    // The segment ends here. Without a following segment, records up to
-                    // `head` are missing only if the file was damaged after it was written.
+                    // The segment ends here: at the end of the file, at a torn record, at a
+                    // record of the file's earlier use, or at a seq that the following
+                    // segment took over after a failed write. Without a following segment,
+                    // records up to `head` are missing only if the file was damaged after
+                    // it was written.
                     let Some(end) = segment.end else {
                         tracing::error!(
                             path = %path.display(),
@@ -567,21 +678,78 @@ fn following(listing: &[(u64, PathBuf)], first: u64) -> Option<u64> {
         .find(|other| *other > first)
 }
 
-/// Deletes the segments whose records are all at or below `durable`; returns how many.
-/// The newest segment always stays.
-pub(super) fn remove_through(data_dir: &Path, durable: i64) -> Result<usize, StoreError> {
-    let segments = segments(&dir(data_dir))?;
+/// Retires the segments whose records are all at or below `durable`: keeps them as spares
+/// up to [`SPARE_SEGMENTS`] and deletes the rest. Returns how many were retired. The newest
+/// segment always stays.
+pub(super) fn retire_through(data_dir: &Path, durable: i64) -> Result<usize, StoreError> {
+    let dir = dir(data_dir);
+    let segments = segments(&dir)?;
+    let mut spare_count = spares(&dir)?.len();
     let mut removed = 0;
     for pair in segments.windows(2) {
-        let (_, path) = &pair[0];
+        let (first, path) = &pair[0];
         let (next_first, _) = pair[1];
         if next_first as i64 - 1 > durable {
             break;
         }
-        fs::remove_file(path).map_err(|error| io_error(path, error))?;
+        if spare_count < SPARE_SEGMENTS {
+            let spare = dir.join(format!("{first:020}.{SPARE_EXTENSION}"));
+            fs::rename(path, &spare).map_err(|error| io_error(path, error))?;
+            spare_count += 1;
+        } else {
+            fs::remove_file(path).map_err(|error| io_error(path, error))?;
+        }
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Writes one spare segment full of zeros into the journal of `data_dir` if it has fewer
+/// than [`SPARE_SEGMENTS`]; returns whether it wrote one.
+///
+/// The zeros are flushed, with the file's size, before the file is named a spare, so a
+/// segment made from it never needs its size or block map changed.
+pub(super) fn add_spare(data_dir: &Path) -> Result<bool, StoreError> {
+    let dir = dir(data_dir);
+    let names_in_use: Vec<u64> = spares(&dir)?.into_iter().map(|(name, _)| name).collect();
+    if names_in_use.len() >= SPARE_SEGMENTS {
+        return Ok(false);
+    }
+
+    let filling = dir.join(FILLING_FILE);
+    let filled = File::create(&filling).and_then(|mut file| {
+        let zeros = vec![0; 1024 * 1024];
+        let mut left = SEGMENT_BYTES;
+        while left > 0 {
+            let chunk = left.min(zeros.len() as u64) as usize;
+            file.write_all(&zeros[..chunk])?;
+            left -= chunk as u64;
+        }
+        file.sync_all()
+    });
+    if let Err(error) = filled {
+        // On a full disk the partial file would hold space that deliveries need.
+        let _ = fs::remove_file(&filling);
+        return Err(io_error(&filling, error));
+    }
+
+    // Retired segments are named after seqs, which never come near the top of the range.
+    let name = (0..)
+        .map(|below| u64::MAX - below)
+        .find(|name| !names_in_use.contains(name))
+        .expect("fewer spares than names");
+    let spare = dir.join(format!("{name:020}.{SPARE_EXTENSION}"));
+    fs::rename(&filling, &spare).map_err(|error| io_error(&spare, error))?;
+    File::open(&dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|error| io_error(&dir, error))?;
+    Ok(true)
+}
+
+/// Counts the journal's segments and its spare segments in `data_dir`.
+pub fn segment_counts(data_dir: &Path) -> Result<(usize, usize), StoreError> {
+    let dir = dir(data_dir);
+    Ok((segments(&dir)?.len(), spares(&dir)?.len()))
 }
 
 /// Returns the last journal seq applied to `alerts.db`, as `connection` reads it.
@@ -957,13 +1125,20 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x20;
         fs::write(&path, bytes).unwrap();
-        assert_eq!(scan(&path).unwrap(), (None, 0));
+        assert_eq!(
+            scan(&path, 1).unwrap(),
+            Scanned {
+                last: None,
+                intact: 0,
+                reused: false
+            }
+        );
     }
 
     #[test]
     fn seqs_continue_above_applied() {
         let dir = tempfile::tempdir().unwrap();
-        // Every segment was deleted after seq 41 was applied and made durable.
+        // Every segment was retired after seq 41 was applied and made durable.
         let mut appender = Appender::open(dir.path(), 41).unwrap();
         assert_eq!(appender.head(), 41);
         assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 42);
@@ -981,13 +1156,13 @@ mod tests {
             fs::write(segment_path(&journal_dir, first), b"").unwrap();
         }
         assert_eq!(
-            remove_through(dir.path(), 8).unwrap(),
+            retire_through(dir.path(), 8).unwrap(),
             0,
             "seq 9 is not durable yet"
         );
-        assert_eq!(remove_through(dir.path(), 9).unwrap(), 1);
+        assert_eq!(retire_through(dir.path(), 9).unwrap(), 1);
         assert_eq!(
-            remove_through(dir.path(), 1_000).unwrap(),
+            retire_through(dir.path(), 1_000).unwrap(),
             1,
             "the newest segment stays"
         );
@@ -997,6 +1172,109 @@ mod tests {
             .map(|(first, _)| first)
             .collect();
         assert_eq!(left, [20]);
+    }
+
+    #[test]
+    fn retired_segments_beyond_the_spares_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = super::dir(dir.path());
+        fs::create_dir_all(&journal_dir).unwrap();
+        let firsts: Vec<u64> = (0..SPARE_SEGMENTS as u64 + 4).map(|n| n * 10 + 1).collect();
+        for first in &firsts {
+            fs::write(segment_path(&journal_dir, *first), b"").unwrap();
+        }
+        assert_eq!(retire_through(dir.path(), 1_000).unwrap(), firsts.len() - 1);
+        assert_eq!(
+            segment_counts(dir.path()).unwrap(),
+            (1, SPARE_SEGMENTS),
+            "the newest segment and {SPARE_SEGMENTS} spares stay"
+        );
+    }
+
+    /// Fills segments of `segment_bytes` until `count` exist; returns the head.
+    fn fill_segments(appender: &mut Appender, data_dir: &Path, count: usize) -> i64 {
+        let batch: Vec<_> = (0..20).map(|_| alert_delivery(EXAMPLE)).collect();
+        let mut head = 0;
+        while segments(&super::dir(data_dir)).unwrap().len() < count {
+            head = appender.append(&batch).unwrap();
+        }
+        head
+    }
+
+    #[test]
+    fn reused_segment_ends_before_its_earlier_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        appender.segment_bytes = 64 * 1024;
+        let head = fill_segments(&mut appender, dir.path(), 3);
+        let first_segments = segments(&super::dir(dir.path())).unwrap();
+        let retired_len = fs::metadata(&first_segments[0].1).unwrap().len();
+        assert_eq!(retire_through(dir.path(), head).unwrap(), 2);
+        assert_eq!(segment_counts(dir.path()).unwrap(), (1, 2));
+
+        // Each batch now starts a segment, which is a spare renamed, with the records of
+        // its first use after what this use wrote.
+        appender.segment_bytes = 0;
+        appender.append([&alert_delivery(EXAMPLE)]).unwrap();
+        let head = appender.append([&alert_delivery(EXAMPLE)]).unwrap();
+        assert_eq!(segment_counts(dir.path()).unwrap(), (3, 0));
+        let listing = segments(&super::dir(dir.path())).unwrap();
+        let (reused_first, reused_path) = &listing[1];
+        assert!(fs::metadata(reused_path).unwrap().len() >= retired_len.min(64 * 1024));
+        let scanned = scan(reused_path, *reused_first).unwrap();
+        assert_eq!(scanned.last, Some(head as u64 - 1));
+        assert!(scanned.reused, "{scanned:?}");
+
+        let applied = first_segments[2].0 as i64 - 1;
+        let mut reader = Reader::new(dir.path(), applied);
+        let seqs: Vec<i64> = reader
+            .read(head, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(seqs, (applied + 1..=head).collect::<Vec<_>>());
+        assert_eq!(super::head(&super::dir(dir.path())).unwrap(), head as u64);
+
+        // At the next start the earlier records are cut off the last segment, and seqs
+        // continue after the newest record.
+        drop(appender);
+        let (last_first, last_path) = listing.last().unwrap();
+        let intact = scan(last_path, *last_first).unwrap().intact;
+        let mut appender = Appender::open(dir.path(), applied).unwrap();
+        assert_eq!(fs::metadata(last_path).unwrap().len(), intact);
+        assert_eq!(
+            appender.append([&alert_delivery(EXAMPLE)]).unwrap(),
+            head + 1
+        );
+    }
+
+    #[test]
+    fn zero_filled_spare_ends_at_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        let mut added = 0;
+        while add_spare(dir.path()).unwrap() {
+            added += 1;
+        }
+        assert_eq!(added, SPARE_SEGMENTS);
+        assert_eq!(segment_counts(dir.path()).unwrap(), (0, SPARE_SEGMENTS));
+
+        let two = [alert_delivery(EXAMPLE), alert_delivery(EXAMPLE)];
+        assert_eq!(appender.append(&two).unwrap(), 2);
+        assert_eq!(segment_counts(dir.path()).unwrap(), (1, SPARE_SEGMENTS - 1));
+        let (first, path) = segments(&super::dir(dir.path())).unwrap().pop().unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), SEGMENT_BYTES);
+        let scanned = scan(&path, first).unwrap();
+        assert_eq!(scanned.last, Some(2));
+        assert!(scanned.reused, "{scanned:?}");
+        let read = Reader::new(dir.path(), 0).read(2, 10).unwrap();
+        assert_eq!(read.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2]);
+
+        drop(appender);
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), scanned.intact);
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 3);
     }
 
     #[test]

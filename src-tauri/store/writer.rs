@@ -36,12 +36,17 @@ pub const MAX_BATCH: usize = 1024;
 /// Most journaled deliveries applied to `alerts.db` in one transaction. A batch holds the
 /// database's write lock for tens of milliseconds, which a triage update may wait for.
 pub const APPLY_BATCH: usize = 1024;
-/// A pause in deliveries after which the writer applies a partial batch.
+/// A pause in deliveries after which the writer applies what the journal holds.
 const APPLY_PAUSE: Duration = Duration::from_millis(2);
-/// Maximum time the writer collects deliveries for a batch before applying it.
-const APPLY_DELAY: Duration = Duration::from_millis(200);
+/// Maximum time the writer holds off while deliveries keep arriving, so during a storm
+/// new alerts reach the inbox at most this much later.
+const STORM_DELAY: Duration = Duration::from_secs(1);
 /// Journaled deliveries not yet applied before the journal thread waits for the writer.
 const MAX_BACKLOG: i64 = 100_000;
+/// Deliveries waiting to be applied at which the writer stops holding off, well before
+/// the journal thread would wait for it.
+const STORM_BACKLOG: i64 = MAX_BACKLOG / 2;
+const _: () = assert!(STORM_BACKLOG < MAX_BACKLOG);
 /// Nice value of the writer thread (0 is the default, 19 the lowest priority).
 #[cfg(target_os = "linux")]
 const WRITER_NICE: i32 = 10;
@@ -57,6 +62,11 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 const FTS_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the checkpoint thread copies committed pages into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(2000);
+/// Deliveries journaled within one [`CHECKPOINT_INTERVAL`] that make it a storm, during
+/// which checkpoints wait; 500 a second.
+const STORM_DELIVERIES: i64 = 1_000;
+/// Maximum time checkpoints wait for a storm to pass.
+const CHECKPOINT_MAX_DELAY: Duration = Duration::from_secs(10);
 /// Maximum time the writer keeps applying the journal after the receiver stopped.
 const SHUTDOWN_APPLY_LIMIT: Duration = Duration::from_secs(5);
 /// How often the writer retries a batch it failed to apply, such as on a full disk.
@@ -227,7 +237,7 @@ struct Shared {
     applied: AtomicI64,
     /// The last journal seq whose application is on disk. The writer commits with
     /// `synchronous = NORMAL`; a checkpoint makes its commits durable, and only records up
-    /// to this seq are deleted from the journal.
+    /// to this seq are retired from the journal.
     durable: AtomicI64,
     /// The error that stops the writer from applying deliveries, while it lasts. The
     /// journal rejects new deliveries meanwhile, so senders retry instead of filling a backlog that the full
@@ -573,18 +583,21 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    /// Waits while deliveries keep arriving, until a whole batch is journaled, the journal
-    /// pauses for [`APPLY_PAUSE`], or [`APPLY_DELAY`] passes. Returns whether the journal
-    /// thread has stopped.
+    /// Waits while deliveries keep arriving, until the journal pauses for [`APPLY_PAUSE`],
+    /// [`STORM_DELAY`] passes, or [`STORM_BACKLOG`] deliveries wait. Returns whether the
+    /// journal thread has stopped.
     ///
-    /// A storm is then applied in large batches, which write fewer pages per delivery and
-    /// leave the disk to the journal's flushes.
+    /// During a storm each response waits for the CPU that parses, verifies and journals
+    /// its delivery, and the writer's work on the same cores delays those steps even at a
+    /// lower priority. Holding off leaves the storm the machine for up to a second. The
+    /// backlog is then applied in large batches, which write fewer pages per delivery.
+    /// Only deliveries that arrive less than [`APPLY_PAUSE`] apart hold the writer off.
     fn wait_for_batch(&self, rung: &Receiver<()>) -> bool {
         let started = Instant::now();
         loop {
             let head = self.shared.head.load(Ordering::Acquire);
             let backlog = head - self.shared.applied.load(Ordering::Acquire);
-            if backlog >= APPLY_BATCH as i64 || started.elapsed() >= APPLY_DELAY {
+            if stops_holding_off(backlog, started.elapsed()) {
                 return false;
             }
             match rung.recv_timeout(APPLY_PAUSE) {
@@ -682,6 +695,24 @@ impl Writer {
     }
 }
 
+/// Returns whether the writer stops holding off for a storm, with `backlog` deliveries
+/// waiting after `waited`.
+fn stops_holding_off(backlog: i64, waited: Duration) -> bool {
+    backlog >= STORM_BACKLOG || waited >= STORM_DELAY
+}
+
+/// Returns whether a checkpoint runs now, with `journaled` deliveries journaled since the
+/// last look and `since` the last checkpoint.
+///
+/// A checkpoint writes and flushes the pages that the writer changed, often tens of
+/// megabytes during a storm, and a flush of the journal that comes meanwhile waits for
+/// the disk to take them. During a storm the checkpoint therefore waits, for at most
+/// [`CHECKPOINT_MAX_DELAY`]; the WAL grows meanwhile, and the journal keeps every delivery
+/// that the checkpoint has not yet made durable in `alerts.db`.
+fn checkpoint_due(journaled: i64, since: Duration) -> bool {
+    journaled <= STORM_DELIVERIES || since >= CHECKPOINT_MAX_DELAY
+}
+
 /// Applies `rows`, read from the journal, in one transaction that also records the last
 /// seq as applied; returns that seq and the events to publish.
 fn commit_rows(
@@ -728,10 +759,11 @@ fn apply_legacy_journal(data_dir: &Path, connection: &mut Connection) -> Result<
     Ok(())
 }
 
-/// Checkpoints `alerts.db` every [`CHECKPOINT_INTERVAL`] until `stopped` disconnects, then
-/// a last time, also truncating its WAL. After a checkpoint that copied the whole WAL,
-/// every commit before it is on disk, and with it the applied seq it recorded. The journal
-/// segments up to that seq are then deleted.
+/// Checkpoints `alerts.db` every [`CHECKPOINT_INTERVAL`], except during a storm (see
+/// [`checkpoint_due`]), until `stopped` disconnects, then a last time, also truncating its
+/// WAL. After a checkpoint that copied the whole WAL, every commit before it is on disk,
+/// and with it the applied seq it recorded. The journal segments up to that seq are then
+/// retired.
 fn checkpoint_until_stopped(
     connection: &Connection,
     data_dir: &Path,
@@ -739,11 +771,27 @@ fn checkpoint_until_stopped(
     shared: &Shared,
 ) {
     let mut removed_through = 0;
+    let mut last_head = shared.head.load(Ordering::Acquire);
+    let mut last_checkpoint = Instant::now();
+    let mut quiet_since = Instant::now();
+    let mut filling_failed = false;
     loop {
         let mode = match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
             Err(RecvTimeoutError::Timeout) | Ok(()) => "PASSIVE",
             Err(RecvTimeoutError::Disconnected) => "TRUNCATE",
         };
+        let head = shared.head.load(Ordering::Acquire);
+        let journaled = head - last_head;
+        last_head = head;
+        if journaled > 0 {
+            quiet_since = Instant::now();
+        } else if mode == "PASSIVE" && quiet_since.elapsed() >= journal::SPARE_FILL_QUIET {
+            add_spares(data_dir, stopped, shared, head, &mut filling_failed);
+        }
+        if mode == "PASSIVE" && !checkpoint_due(journaled, last_checkpoint.elapsed()) {
+            continue;
+        }
+        last_checkpoint = Instant::now();
         let pragma = format!("PRAGMA wal_checkpoint({mode})");
         let result = journal::applied(connection).and_then(|applied| {
             let (busy, frames, copied): (i64, i64, i64) =
@@ -760,13 +808,47 @@ fn checkpoint_until_stopped(
         }
         let durable = shared.durable.load(Ordering::Acquire);
         if durable > removed_through {
-            match journal::remove_through(data_dir, durable) {
+            match journal::retire_through(data_dir, durable) {
                 Ok(_) => removed_through = durable,
-                Err(error) => tracing::warn!(%error, "failed to remove applied journal segments"),
+                Err(error) => tracing::warn!(%error, "failed to retire applied journal segments"),
             }
         }
         if mode == "TRUNCATE" {
             return;
+        }
+    }
+}
+
+/// Writes zero-filled spare segments until the journal has all it keeps, a delivery
+/// arrives, or the checkpoint thread stops.
+///
+/// Each spare is a few megabytes written and flushed, which a delivery arriving meanwhile
+/// waits behind once at most.
+fn add_spares(
+    data_dir: &Path,
+    stopped: &Receiver<()>,
+    shared: &Shared,
+    head: i64,
+    failed: &mut bool,
+) {
+    while shared.head.load(Ordering::Acquire) == head
+        && matches!(
+            stopped.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Empty)
+        )
+    {
+        match journal::add_spare(data_dir) {
+            Ok(true) => *failed = false,
+            Ok(false) => break,
+            Err(error) => {
+                // Logged once per failing period: without spares the journal appends to new
+                // files, which only makes its flushes slower.
+                if !*failed {
+                    tracing::warn!(%error, "failed to write a spare journal segment");
+                    *failed = true;
+                }
+                break;
+            }
         }
     }
 }
@@ -1071,5 +1153,22 @@ mod tests {
             )
             .unwrap();
         assert_eq!(counted, 100_000);
+    }
+
+    #[test]
+    fn writer_hold_off_is_bounded() {
+        assert!(!stops_holding_off(1, Duration::ZERO));
+        assert!(!stops_holding_off(STORM_BACKLOG - 1, STORM_DELAY / 2));
+        assert!(stops_holding_off(STORM_BACKLOG, Duration::ZERO));
+        assert!(stops_holding_off(1, STORM_DELAY));
+    }
+
+    #[test]
+    fn checkpoint_wait_is_bounded() {
+        assert!(checkpoint_due(0, Duration::ZERO));
+        assert!(checkpoint_due(STORM_DELIVERIES, CHECKPOINT_INTERVAL));
+        assert!(!checkpoint_due(STORM_DELIVERIES + 1, CHECKPOINT_INTERVAL));
+        assert!(!checkpoint_due(1_000_000, CHECKPOINT_MAX_DELAY / 2));
+        assert!(checkpoint_due(1_000_000, CHECKPOINT_MAX_DELAY));
     }
 }
