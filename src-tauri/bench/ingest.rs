@@ -12,7 +12,7 @@ use alert_inbox::receiver::verify::{basic_header, sign, SIGNATURE_HEADER};
 use alert_inbox::receiver::{router, Receiver, Sink};
 use alert_inbox::runtime::Runtime;
 use alert_inbox::secret::Secret;
-use alert_inbox::store::Store;
+use alert_inbox::store::{journal, Store};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
@@ -43,6 +43,10 @@ pub struct IngestArgs {
     /// Only run against the storing receiver
     #[arg(long)]
     skip_ceiling: bool,
+    /// Measure right after the warm-up, before the journal has written its spare segments
+    /// (as in the first half minute of a new store)
+    #[arg(long)]
+    fresh_journal: bool,
     /// Directory for the store [default: a new temporary directory]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<std::path::PathBuf>,
@@ -149,6 +153,16 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
     };
     load(store_addr, "warmup", &warmup)?;
     wait_until_idle(&data_dir)?;
+    if !args.fresh_journal {
+        // A receiver that has been up for a while has written its spare journal segments,
+        // once deliveries paused long enough.
+        let started = Instant::now();
+        wait_for_spares(&data_dir)?;
+        println!(
+            "store    the journal wrote its spare segments {:.0} s after the warm-up",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let (mut report, succeeded) = load(store_addr, "store", &deliveries)?;
     let backlog = Store::pending(&data_dir)?;
     let applied_after = wait_until_idle(&data_dir)?;
@@ -370,6 +384,24 @@ fn wait_until_idle(data_dir: &std::path::Path) -> anyhow::Result<Duration> {
             "the writer did not finish applying within 10 minutes"
         );
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until the journal has every spare segment it keeps.
+fn wait_for_spares(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let (_, spares) = journal::segment_counts(data_dir)?;
+        if spares >= journal::SPARE_SEGMENTS {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < journal::SPARE_FILL_QUIET * 4,
+            "the journal has {spares} of {} spare segments after {} s",
+            journal::SPARE_SEGMENTS,
+            started.elapsed().as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
