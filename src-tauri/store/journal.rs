@@ -381,9 +381,10 @@ struct Segment {
 impl Appender {
     /// Opens the journal in `data_dir` for appending, creating the directory if needed.
     ///
-    /// A record torn by a crash is cut off the last segment. New seqs continue above both
-    /// the newest record and `applied`, the last seq applied to `alerts.db`, so they stay
-    /// above every seq handed out before even when every segment has been retired.
+    /// A record torn by a crash is cut off the last segment. New seqs continue above the
+    /// newest record, the seqs before the last segment's first, and `applied`, the last
+    /// seq applied to `alerts.db`, so they stay above every seq handed out before even when
+    /// every segment has been retired.
     pub(super) fn open(data_dir: &Path, applied: i64) -> Result<Self, StoreError> {
         let dir = dir(data_dir);
         fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
@@ -416,7 +417,9 @@ impl Appender {
                     .map_err(|error| io_error(path, error))?;
                 file.sync_data().map_err(|error| io_error(path, error))?;
             }
-            newest = last.unwrap_or(0);
+            // A segment without records of its own, left by a crash right after it was
+            // created, still took the seqs below its first from the segments before it.
+            newest = last.unwrap_or(first.saturating_sub(1));
         }
         Ok(Self {
             dir,
@@ -1132,6 +1135,29 @@ mod tests {
                 intact: 0,
                 reused: false
             }
+        );
+    }
+
+    #[test]
+    fn seqs_continue_above_an_empty_last_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        journal(
+            dir.path(),
+            &[alert_delivery(EXAMPLE), alert_delivery(EXAMPLE)],
+        );
+        // A crash right after the next segment was created leaves it without records:
+        // empty, or a spare with the records of its earlier use.
+        let journal_dir = super::dir(dir.path());
+        let first = segments(&journal_dir).unwrap()[0].1.clone();
+        fs::copy(&first, segment_path(&journal_dir, 5)).unwrap();
+
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        assert_eq!(appender.head(), 4);
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 5);
+        let read = Reader::new(dir.path(), 0).read(5, 10).unwrap();
+        assert_eq!(
+            read.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            [1, 2, 5]
         );
     }
 
