@@ -78,6 +78,10 @@ const SPARE_BYTES: u64 = 128 * 1024 * 1024;
 /// Most spare segments kept.
 pub const SPARE_SEGMENTS: usize = (SPARE_BYTES / SEGMENT_BYTES) as usize;
 
+/// Free disk space below which the journal keeps and writes no spares, so that they never
+/// take space that `alerts.db` or new deliveries need.
+const SPARE_MIN_FREE_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// Time without new deliveries after which zero-filled spares are written.
 pub const SPARE_FILL_QUIET: Duration = Duration::from_secs(30);
 
@@ -682,12 +686,13 @@ fn following(listing: &[(u64, PathBuf)], first: u64) -> Option<u64> {
 }
 
 /// Retires the segments whose records are all at or below `durable`: keeps them as spares
-/// up to [`SPARE_SEGMENTS`] and deletes the rest. Returns how many were retired. The newest
-/// segment always stays.
+/// up to [`SPARE_SEGMENTS`] while the disk has room ([`room_for_spares`]) and deletes the
+/// rest. Returns how many were retired. The newest segment always stays.
 pub(super) fn retire_through(data_dir: &Path, durable: i64) -> Result<usize, StoreError> {
     let dir = dir(data_dir);
     let segments = segments(&dir)?;
     let mut spare_count = spares(&dir)?.len();
+    let room = room_for_spares(&dir);
     let mut removed = 0;
     for pair in segments.windows(2) {
         let (first, path) = &pair[0];
@@ -695,7 +700,7 @@ pub(super) fn retire_through(data_dir: &Path, durable: i64) -> Result<usize, Sto
         if next_first as i64 - 1 > durable {
             break;
         }
-        if spare_count < SPARE_SEGMENTS {
+        if room && spare_count < SPARE_SEGMENTS {
             let spare = dir.join(format!("{first:020}.{SPARE_EXTENSION}"));
             fs::rename(path, &spare).map_err(|error| io_error(path, error))?;
             spare_count += 1;
@@ -707,15 +712,16 @@ pub(super) fn retire_through(data_dir: &Path, durable: i64) -> Result<usize, Sto
     Ok(removed)
 }
 
-/// Writes one spare segment full of zeros into the journal of `data_dir` if it has fewer
-/// than [`SPARE_SEGMENTS`]; returns whether it wrote one.
+/// Writes one spare segment full of zeros into the journal of `data_dir`. Returns whether
+/// it wrote one: not when the journal has [`SPARE_SEGMENTS`] or the disk has no room
+/// ([`room_for_spares`]).
 ///
 /// The zeros are flushed, with the file's size, before the file is named a spare, so a
 /// segment made from it never needs its size or block map changed.
 pub(super) fn add_spare(data_dir: &Path) -> Result<bool, StoreError> {
     let dir = dir(data_dir);
     let names_in_use: Vec<u64> = spares(&dir)?.into_iter().map(|(name, _)| name).collect();
-    if names_in_use.len() >= SPARE_SEGMENTS {
+    if names_in_use.len() >= SPARE_SEGMENTS || !room_for_spares(&dir) {
         return Ok(false);
     }
 
@@ -747,6 +753,22 @@ pub(super) fn add_spare(data_dir: &Path) -> Result<bool, StoreError> {
         .and_then(|dir| dir.sync_all())
         .map_err(|error| io_error(&dir, error))?;
     Ok(true)
+}
+
+/// Returns whether the file system of `dir` has room for spare segments: at least
+/// [`SPARE_MIN_FREE_BYTES`] free for unprivileged users. Without a way to tell, it has not.
+fn room_for_spares(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::statvfs(dir).is_ok_and(|stats| {
+            stats.f_bavail.saturating_mul(stats.f_frsize) >= SPARE_MIN_FREE_BYTES
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
+    }
 }
 
 /// Counts the journal's segments and its spare segments in `data_dir`.
@@ -1136,6 +1158,12 @@ mod tests {
                 reused: false
             }
         );
+    }
+
+    #[test]
+    fn no_spares_where_free_space_is_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!room_for_spares(&dir.path().join("missing")));
     }
 
     #[test]
