@@ -16,21 +16,19 @@
 //! checksum covers the seq and the payload, so a record torn by a power loss is found and
 //! cut off when the journal opens.
 //!
+//! A segment is deleted once every record in it is applied and a checkpoint has made that
+//! application durable.
+//!
 //! # Spare segments
 //! A new segment is a spare file renamed, when there is one, rather than a new file.
 //! Writing over blocks that a file already has lets `fdatasync` flush the data alone:
 //! appending to a new file also changes its size and block map, which makes every flush
-//! commit the file system's own journal too. Up to [`SPARE_SEGMENTS`] spares (`*.spare`)
-//! are kept. A segment is retired once every record in it is applied and a checkpoint has
-//! made that application durable, and a retired segment becomes a spare while there are
-//! fewer. When the journal has been quiet for [`SPARE_FILL_QUIET`], the checkpoint thread
-//! also writes spares full of zeros ([`add_spare`]), so that even the first storm of a new
-//! store finds them.
-//!
-//! A reused segment still holds, after the records written so far, the records of its
-//! earlier use or zeros. Those records have seqs below the segment's first seq, and a
-//! record of zeros fails its checksum, so readers and the check at open take either for
-//! the segment's end.
+//! commit the file system's own journal too. When the journal has been quiet for
+//! [`SPARE_FILL_QUIET`], the checkpoint thread writes spares (`*.spare`) full of zeros
+//! until there are [`SPARE_SEGMENTS`] ([`add_spare`]). A spare contains only zeros, and
+//! a header of zeros fails its checksum, so the zeros after a segment's records read
+//! as its end. Spares are deleted when the disk runs short of space
+//! ([`remove_spares_without_room`]).
 //!
 //! No maintained crate offers this narrow log: append a batch, flush once, read back in
 //! order, drop whole files. A SQLite table costs several times the system calls per commit,
@@ -75,11 +73,11 @@ const SPARE_EXTENSION: &str = "spare";
 /// RealTheory's usual size.
 const SPARE_BYTES: u64 = 128 * 1024 * 1024;
 
-/// Most spare segments kept.
+/// Number of spare segments written.
 pub const SPARE_SEGMENTS: usize = (SPARE_BYTES / SEGMENT_BYTES) as usize;
 
-/// Free disk space below which the journal keeps and writes no spares, so that they never
-/// take space that `alerts.db` or new deliveries need.
+/// Free disk space below which the journal writes no spares and deletes those it has, so
+/// that they do not take the space that `alerts.db` and new deliveries need.
 const SPARE_MIN_FREE_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Time without new deliveries after which zero-filled spares are written.
@@ -276,7 +274,8 @@ fn spares(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     files(dir, SPARE_EXTENSION)
 }
 
-/// Lists the files named `<seq>.<extension>` in `dir` as (seq, path), lowest seq first.
+/// Lists the regular files named `<seq>.<extension>` in `dir` as (seq, path), lowest seq
+/// first.
 fn files(dir: &Path, extension: &str) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -285,8 +284,13 @@ fn files(dir: &Path, extension: &str) -> Result<Vec<(u64, PathBuf)>, StoreError>
     };
     let mut found = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|error| io_error(dir, error))?.path();
+        let entry = entry.map_err(|error| io_error(dir, error))?;
+        let path = entry.path();
         if path.extension().and_then(|found| found.to_str()) != Some(extension) {
+            continue;
+        }
+        // Anything else by that name, such as a directory, was not written by the journal.
+        if !entry.file_type().is_ok_and(|kind| kind.is_file()) {
             continue;
         }
         if let Some(first) = path
@@ -312,8 +316,9 @@ struct Scanned {
     last: Option<u64>,
     /// Length of the records up to and including `last`.
     intact: u64,
-    /// Whether the records end where a record of the file's earlier use or its zero
-    /// filling starts, rather than at the end of the file or at a torn or damaged record.
+    /// Whether the records end where the zeros of a spare, or a record of a file's
+    /// earlier use, start, rather than at the end of the file or at a torn or damaged
+    /// record.
     reused: bool,
 }
 
@@ -388,7 +393,7 @@ impl Appender {
     /// A record torn by a crash is cut off the last segment. New seqs continue above the
     /// newest record, the seqs before the last segment's first, and `applied`, the last
     /// seq applied to `alerts.db`, so they stay above every seq handed out before even when
-    /// every segment has been retired.
+    /// every segment has been deleted.
     pub(super) fn open(data_dir: &Path, applied: i64) -> Result<Self, StoreError> {
         let dir = dir(data_dir);
         fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
@@ -409,7 +414,7 @@ impl Appender {
                 .len();
             if len > intact {
                 if reused {
-                    tracing::debug!(path = %path.display(), "cutting a reused segment's earlier records");
+                    tracing::debug!(path = %path.display(), "cutting the unused end of a spare segment");
                 } else {
                     tracing::warn!(
                         path = %path.display(),
@@ -500,12 +505,23 @@ impl Appender {
     fn create_segment(&self) -> Result<Segment, StoreError> {
         let path = segment_path(&self.dir, self.next_seq);
         let reused = self.reuse_spare(&path);
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(!reused)
-            .open(&path)
-            .map_err(|error| io_error(&path, error))?;
+        let open = |reuse: bool| {
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(!reuse)
+                .open(&path)
+        };
+        let file = match open(reused) {
+            Err(error) if reused => {
+                // A spare that cannot be written, such as a read-only file, is dropped.
+                tracing::debug!(%error, path = %path.display(), "failed to open a spare journal segment");
+                let _ = fs::remove_file(&path);
+                open(false)
+            }
+            opened => opened,
+        }
+        .map_err(|error| io_error(&path, error))?;
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(|error| io_error(&self.dir, error))?;
@@ -613,9 +629,9 @@ impl Reader {
                     seq
                 }
                 _ => {
-                    // The segment ends here: at the end of the file, at a torn record, at a
-                    // record of the file's earlier use, or at a seq that the following
-                    // segment took over after a failed write. Without a following segment,
+                    // The segment ends here: at the end of the file, at a torn record, at
+                    // the zeros of a spare, or at a seq that the following segment took
+                    // over after a failed write. Without a following segment,
                     // records up to `head` are missing only if the file was damaged after
                     // it was written.
                     let Some(end) = segment.end else {
@@ -685,31 +701,44 @@ fn following(listing: &[(u64, PathBuf)], first: u64) -> Option<u64> {
         .find(|other| *other > first)
 }
 
-/// Retires the segments whose records are all at or below `durable`: keeps them as spares
-/// up to [`SPARE_SEGMENTS`] while the disk has room ([`room_for_spares`]) and deletes the
-/// rest. Returns how many were retired. The newest segment always stays.
-pub(super) fn retire_through(data_dir: &Path, durable: i64) -> Result<usize, StoreError> {
-    let dir = dir(data_dir);
-    let segments = segments(&dir)?;
-    let mut spare_count = spares(&dir)?.len();
-    let room = room_for_spares(&dir);
+/// Deletes the segments whose records are all at or below `durable`; returns how many.
+/// The newest segment always stays.
+///
+/// A deleted segment is not kept as a spare: past its records it contains what earlier
+/// deliveries wrote, which a reader of its next use could not tell from records.
+pub(super) fn remove_through(data_dir: &Path, durable: i64) -> Result<usize, StoreError> {
+    let segments = segments(&dir(data_dir))?;
     let mut removed = 0;
     for pair in segments.windows(2) {
-        let (first, path) = &pair[0];
+        let (_, path) = &pair[0];
         let (next_first, _) = pair[1];
         if next_first as i64 - 1 > durable {
             break;
         }
-        if room && spare_count < SPARE_SEGMENTS {
-            let spare = dir.join(format!("{first:020}.{SPARE_EXTENSION}"));
-            fs::rename(path, &spare).map_err(|error| io_error(path, error))?;
-            spare_count += 1;
-        } else {
-            fs::remove_file(path).map_err(|error| io_error(path, error))?;
-        }
+        fs::remove_file(path).map_err(|error| io_error(path, error))?;
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Deletes every spare segment when the disk of `data_dir` has no room for them
+/// ([`room_for_spares`]); returns how many it deleted.
+pub(super) fn remove_spares_without_room(data_dir: &Path) -> Result<usize, StoreError> {
+    let dir = dir(data_dir);
+    remove_spares_unless(&dir, room_for_spares(&dir))
+}
+
+/// Deletes every spare segment in the journal directory `dir` unless `room`; returns how
+/// many it deleted.
+fn remove_spares_unless(dir: &Path, room: bool) -> Result<usize, StoreError> {
+    if room {
+        return Ok(0);
+    }
+    let spares = spares(dir)?;
+    for (_, path) in &spares {
+        fs::remove_file(path).map_err(|error| io_error(path, error))?;
+    }
+    Ok(spares.len())
 }
 
 /// Writes one spare segment full of zeros into the journal of `data_dir`. Returns whether
@@ -742,7 +771,6 @@ pub(super) fn add_spare(data_dir: &Path) -> Result<bool, StoreError> {
         return Err(io_error(&filling, error));
     }
 
-    // Retired segments are named after seqs, which never come near the top of the range.
     let name = (0..)
         .map(|below| u64::MAX - below)
         .find(|name| !names_in_use.contains(name))
@@ -1161,6 +1189,39 @@ mod tests {
     }
 
     #[test]
+    fn spares_removed_without_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = super::dir(dir.path());
+        fs::create_dir_all(&journal_dir).unwrap();
+        assert!(add_spare(dir.path()).unwrap());
+        assert!(add_spare(dir.path()).unwrap());
+        assert_eq!(remove_spares_unless(&journal_dir, true).unwrap(), 0);
+        assert_eq!(segment_counts(dir.path()).unwrap(), (0, 2));
+        assert_eq!(remove_spares_unless(&journal_dir, false).unwrap(), 2);
+        assert_eq!(segment_counts(dir.path()).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn directory_named_as_spare_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = super::dir(dir.path());
+        fs::create_dir_all(journal_dir.join("00000000000000000007.spare")).unwrap();
+        fs::create_dir_all(journal_dir.join("00000000000000000009.log")).unwrap();
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 1);
+        appender.segment_bytes = 0;
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 2);
+        drop(appender);
+        let mut appender = Appender::open(dir.path(), 0).unwrap();
+        assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 3);
+        let read = Reader::new(dir.path(), 0).read(3, 10).unwrap();
+        assert_eq!(
+            read.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
     fn no_spares_where_free_space_is_unknown() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!room_for_spares(&dir.path().join("missing")));
@@ -1192,7 +1253,7 @@ mod tests {
     #[test]
     fn seqs_continue_above_applied() {
         let dir = tempfile::tempdir().unwrap();
-        // Every segment was retired after seq 41 was applied and made durable.
+        // Every segment was deleted after seq 41 was applied and made durable.
         let mut appender = Appender::open(dir.path(), 41).unwrap();
         assert_eq!(appender.head(), 41);
         assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 42);
@@ -1210,13 +1271,13 @@ mod tests {
             fs::write(segment_path(&journal_dir, first), b"").unwrap();
         }
         assert_eq!(
-            retire_through(dir.path(), 8).unwrap(),
+            remove_through(dir.path(), 8).unwrap(),
             0,
             "seq 9 is not durable yet"
         );
-        assert_eq!(retire_through(dir.path(), 9).unwrap(), 1);
+        assert_eq!(remove_through(dir.path(), 9).unwrap(), 1);
         assert_eq!(
-            retire_through(dir.path(), 1_000).unwrap(),
+            remove_through(dir.path(), 1_000).unwrap(),
             1,
             "the newest segment stays"
         );
@@ -1226,81 +1287,6 @@ mod tests {
             .map(|(first, _)| first)
             .collect();
         assert_eq!(left, [20]);
-    }
-
-    #[test]
-    fn retired_segments_beyond_the_spares_are_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal_dir = super::dir(dir.path());
-        fs::create_dir_all(&journal_dir).unwrap();
-        let firsts: Vec<u64> = (0..SPARE_SEGMENTS as u64 + 4).map(|n| n * 10 + 1).collect();
-        for first in &firsts {
-            fs::write(segment_path(&journal_dir, *first), b"").unwrap();
-        }
-        assert_eq!(retire_through(dir.path(), 1_000).unwrap(), firsts.len() - 1);
-        assert_eq!(
-            segment_counts(dir.path()).unwrap(),
-            (1, SPARE_SEGMENTS),
-            "the newest segment and {SPARE_SEGMENTS} spares stay"
-        );
-    }
-
-    /// Fills segments of `segment_bytes` until `count` exist; returns the head.
-    fn fill_segments(appender: &mut Appender, data_dir: &Path, count: usize) -> i64 {
-        let batch: Vec<_> = (0..20).map(|_| alert_delivery(EXAMPLE)).collect();
-        let mut head = 0;
-        while segments(&super::dir(data_dir)).unwrap().len() < count {
-            head = appender.append(&batch).unwrap();
-        }
-        head
-    }
-
-    #[test]
-    fn reused_segment_ends_before_its_earlier_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut appender = Appender::open(dir.path(), 0).unwrap();
-        appender.segment_bytes = 64 * 1024;
-        let head = fill_segments(&mut appender, dir.path(), 3);
-        let first_segments = segments(&super::dir(dir.path())).unwrap();
-        let retired_len = fs::metadata(&first_segments[0].1).unwrap().len();
-        assert_eq!(retire_through(dir.path(), head).unwrap(), 2);
-        assert_eq!(segment_counts(dir.path()).unwrap(), (1, 2));
-
-        // Each batch now starts a segment, which is a spare renamed, with the records of
-        // its first use after what this use wrote.
-        appender.segment_bytes = 0;
-        appender.append([&alert_delivery(EXAMPLE)]).unwrap();
-        let head = appender.append([&alert_delivery(EXAMPLE)]).unwrap();
-        assert_eq!(segment_counts(dir.path()).unwrap(), (3, 0));
-        let listing = segments(&super::dir(dir.path())).unwrap();
-        let (reused_first, reused_path) = &listing[1];
-        assert!(fs::metadata(reused_path).unwrap().len() >= retired_len.min(64 * 1024));
-        let scanned = scan(reused_path, *reused_first).unwrap();
-        assert_eq!(scanned.last, Some(head as u64 - 1));
-        assert!(scanned.reused, "{scanned:?}");
-
-        let applied = first_segments[2].0 as i64 - 1;
-        let mut reader = Reader::new(dir.path(), applied);
-        let seqs: Vec<i64> = reader
-            .read(head, 10_000)
-            .unwrap()
-            .into_iter()
-            .map(|(seq, _)| seq)
-            .collect();
-        assert_eq!(seqs, (applied + 1..=head).collect::<Vec<_>>());
-        assert_eq!(super::head(&super::dir(dir.path())).unwrap(), head as u64);
-
-        // At the next start the earlier records are cut off the last segment, and seqs
-        // continue after the newest record.
-        drop(appender);
-        let (last_first, last_path) = listing.last().unwrap();
-        let intact = scan(last_path, *last_first).unwrap().intact;
-        let mut appender = Appender::open(dir.path(), applied).unwrap();
-        assert_eq!(fs::metadata(last_path).unwrap().len(), intact);
-        assert_eq!(
-            appender.append([&alert_delivery(EXAMPLE)]).unwrap(),
-            head + 1
-        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! concurrent deliveries together (group commit): one disk flush serves a whole batch, and
 //! each delivery gets its response only after its batch is on disk. The [`writer`] thread
 //! then applies the journal to `alerts.db` (WAL mode) in large batches, off the response
-//! path. A journal segment is retired only after a checkpoint has made its application
+//! path. A journal segment is deleted only after a checkpoint has made its application
 //! durable, so a crash or power loss loses no acknowledged delivery.
 //!
 //! # Concurrency

@@ -237,7 +237,7 @@ struct Shared {
     applied: AtomicI64,
     /// The last journal seq whose application is on disk. The writer commits with
     /// `synchronous = NORMAL`; a checkpoint makes its commits durable, and only records up
-    /// to this seq are retired from the journal.
+    /// to this seq are deleted from the journal.
     durable: AtomicI64,
     /// The error that stops the writer from applying deliveries, while it lasts. The
     /// journal rejects new deliveries meanwhile, so senders retry instead of filling a backlog that the full
@@ -763,7 +763,7 @@ fn apply_legacy_journal(data_dir: &Path, connection: &mut Connection) -> Result<
 /// [`checkpoint_due`]), until `stopped` disconnects, then a last time, also truncating its
 /// WAL. After a checkpoint that copied the whole WAL, every commit before it is on disk,
 /// and with it the applied seq it recorded. The journal segments up to that seq are then
-/// retired.
+/// deleted.
 fn checkpoint_until_stopped(
     connection: &Connection,
     data_dir: &Path,
@@ -775,11 +775,29 @@ fn checkpoint_until_stopped(
     let mut last_checkpoint = Instant::now();
     let mut quiet_since = Instant::now();
     let mut filling_failed = false;
+    let mut removing_failed = false;
     loop {
         let mode = match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
             Err(RecvTimeoutError::Timeout) | Ok(()) => "PASSIVE",
             Err(RecvTimeoutError::Disconnected) => "TRUNCATE",
         };
+        match journal::remove_spares_without_room(data_dir) {
+            Ok(removed) => {
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        "deleted the spare journal segments: the disk has less than 1 GiB free"
+                    );
+                }
+                removing_failed = false;
+            }
+            // Logged once per failing period, like a failure to write a spare.
+            Err(error) if !removing_failed => {
+                tracing::warn!(%error, "failed to delete spare journal segments");
+                removing_failed = true;
+            }
+            Err(_) => {}
+        }
         let head = shared.head.load(Ordering::Acquire);
         let journaled = head - last_head;
         last_head = head;
@@ -808,9 +826,9 @@ fn checkpoint_until_stopped(
         }
         let durable = shared.durable.load(Ordering::Acquire);
         if durable > removed_through {
-            match journal::retire_through(data_dir, durable) {
+            match journal::remove_through(data_dir, durable) {
                 Ok(_) => removed_through = durable,
-                Err(error) => tracing::warn!(%error, "failed to retire applied journal segments"),
+                Err(error) => tracing::warn!(%error, "failed to remove applied journal segments"),
             }
         }
         if mode == "TRUNCATE" {
