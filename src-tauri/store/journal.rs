@@ -69,8 +69,8 @@ const SEGMENT_EXTENSION: &str = "log";
 /// Extension of a spare segment.
 const SPARE_EXTENSION: &str = "spare";
 
-/// Disk kept for spare segments, enough for a storm of about 60,000 deliveries of
-/// RealTheory's usual size.
+/// Disk kept for spare segments: by estimate, a storm of about 60,000 deliveries the size
+/// of RealTheory's documented example (about 2 KiB each).
 const SPARE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Number of spare segments written.
@@ -83,8 +83,8 @@ const SPARE_MIN_FREE_BYTES: u64 = 1024 * 1024 * 1024;
 /// Time without new deliveries after which zero-filled spares are written.
 pub const SPARE_FILL_QUIET: Duration = Duration::from_secs(30);
 
-/// File in which a zero-filled spare is written before it is renamed; one left behind by a
-/// crash is overwritten by the next.
+/// File in which a zero-filled spare is written before it is renamed. A file left behind by
+/// a crash is overwritten by the next spare.
 const FILLING_FILE: &str = "spare.filling";
 
 /// Key in the `settings` table of `alerts.db` that contains the last applied journal seq.
@@ -312,39 +312,32 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 /// The result of [`scan`] on a segment.
 #[derive(Debug, PartialEq, Eq)]
 struct Scanned {
-    /// Seq of the last record of this use of the segment.
+    /// Seq of the last intact record.
     last: Option<u64>,
     /// Length of the records up to and including `last`.
     intact: u64,
-    /// Whether the records end where the zeros of a spare, or a record of a file's
-    /// earlier use, start, rather than at the end of the file or at a torn or damaged
-    /// record.
-    reused: bool,
+    /// Whether the zeros of a spare follow the records, rather than the end of the file or
+    /// a torn or damaged record.
+    spare_tail: bool,
 }
 
-/// Reads the segment that starts at `first` to its last intact record.
-fn scan(path: &Path, first: u64) -> Result<Scanned, StoreError> {
+/// Reads a segment to its last intact record.
+fn scan(path: &Path) -> Result<Scanned, StoreError> {
     let file = File::open(path).map_err(|error| io_error(path, error))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut scanned = Scanned {
-        last: None,
-        intact: 0,
-        reused: false,
-    };
+    let mut last = None;
+    let mut intact = 0;
     while let Some((seq, _, len)) =
         read_record(&mut reader).map_err(|error| io_error(path, error))?
     {
-        if seq < first || scanned.last.is_some_and(|last| seq <= last) {
-            scanned.reused = true;
-            break;
-        }
-        scanned.last = Some(seq);
-        scanned.intact += len;
+        last = Some(seq);
+        intact += len;
     }
-    if !scanned.reused {
-        scanned.reused = zeros_at(path, scanned.intact)?;
-    }
-    Ok(scanned)
+    Ok(Scanned {
+        last,
+        intact,
+        spare_tail: zeros_at(path, intact)?,
+    })
 }
 
 /// Returns whether a record header's worth of zeros starts at `offset` in `path`.
@@ -360,8 +353,8 @@ fn zeros_at(path: &Path, offset: u64) -> Result<bool, StoreError> {
 
 /// Returns the seq of the newest intact record, 0 for an empty journal.
 fn head(dir: &Path) -> Result<u64, StoreError> {
-    for (first, path) in segments(dir)?.iter().rev() {
-        if let Some(last) = scan(path, *first)?.last {
+    for (_, path) in segments(dir)?.iter().rev() {
+        if let Some(last) = scan(path)?.last {
             return Ok(last);
         }
     }
@@ -402,8 +395,8 @@ impl Appender {
             let Scanned {
                 last,
                 intact,
-                reused,
-            } = scan(path, *first)?;
+                spare_tail,
+            } = scan(path)?;
             let file = OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -413,7 +406,7 @@ impl Appender {
                 .map_err(|error| io_error(path, error))?
                 .len();
             if len > intact {
-                if reused {
+                if spare_tail {
                     tracing::debug!(path = %path.display(), "cutting the unused end of a spare segment");
                 } else {
                     tracing::warn!(
@@ -612,9 +605,7 @@ impl Reader {
             let record =
                 read_record(&mut segment.reader).map_err(|error| io_error(&path, error))?;
             let seq = match record {
-                Some((seq, payload, len))
-                    if seq >= segment.first && segment.end.is_none_or(|end| seq < end) =>
-                {
+                Some((seq, payload, len)) if segment.end.is_none_or(|end| seq < end) => {
                     segment.offset += len;
                     if seq < self.next_seq {
                         continue;
@@ -766,7 +757,7 @@ pub(super) fn add_spare(data_dir: &Path) -> Result<bool, StoreError> {
         file.sync_all()
     });
     if let Err(error) = filled {
-        // On a full disk the partial file would hold space that deliveries need.
+        // On a full disk the partial file would take space that deliveries need.
         let _ = fs::remove_file(&filling);
         return Err(io_error(&filling, error));
     }
@@ -784,7 +775,8 @@ pub(super) fn add_spare(data_dir: &Path) -> Result<bool, StoreError> {
 }
 
 /// Returns whether the file system of `dir` has room for spare segments: at least
-/// [`SPARE_MIN_FREE_BYTES`] free for unprivileged users. Without a way to tell, it has not.
+/// [`SPARE_MIN_FREE_BYTES`] free for unprivileged users. Returns false when the free space
+/// cannot be read.
 fn room_for_spares(dir: &Path) -> bool {
     #[cfg(target_os = "linux")]
     {
@@ -1014,6 +1006,12 @@ mod tests {
             .unwrap()
     }
 
+    /// Returns the seqs a new reader reads from the start of the journal up to `head`.
+    fn read_seqs(data_dir: &Path, head: i64) -> Vec<i64> {
+        let rows = Reader::new(data_dir, 0).read(head, 100).unwrap();
+        rows.into_iter().map(|(seq, _)| seq).collect()
+    }
+
     #[test]
     fn records_read_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -1179,11 +1177,11 @@ mod tests {
         bytes[last] ^= 0x20;
         fs::write(&path, bytes).unwrap();
         assert_eq!(
-            scan(&path, 1).unwrap(),
+            scan(&path).unwrap(),
             Scanned {
                 last: None,
                 intact: 0,
-                reused: false
+                spare_tail: false
             }
         );
     }
@@ -1214,11 +1212,7 @@ mod tests {
         drop(appender);
         let mut appender = Appender::open(dir.path(), 0).unwrap();
         assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 3);
-        let read = Reader::new(dir.path(), 0).read(3, 10).unwrap();
-        assert_eq!(
-            read.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
+        assert_eq!(read_seqs(dir.path(), 3), [1, 2, 3]);
     }
 
     #[test]
@@ -1234,20 +1228,15 @@ mod tests {
             dir.path(),
             &[alert_delivery(EXAMPLE), alert_delivery(EXAMPLE)],
         );
-        // A crash right after the next segment was created leaves it without records:
-        // empty, or a spare with the records of its earlier use.
+        // A crash right after the next segment was created from a spare leaves it
+        // with zeros only. Seqs 3 and 4 went to a write that failed.
         let journal_dir = super::dir(dir.path());
-        let first = segments(&journal_dir).unwrap()[0].1.clone();
-        fs::copy(&first, segment_path(&journal_dir, 5)).unwrap();
+        fs::write(segment_path(&journal_dir, 5), [0; 4096]).unwrap();
 
         let mut appender = Appender::open(dir.path(), 0).unwrap();
         assert_eq!(appender.head(), 4);
         assert_eq!(appender.append([&alert_delivery(EXAMPLE)]).unwrap(), 5);
-        let read = Reader::new(dir.path(), 0).read(5, 10).unwrap();
-        assert_eq!(
-            read.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
-            [1, 2, 5]
-        );
+        assert_eq!(read_seqs(dir.path(), 5), [1, 2, 5]);
     }
 
     #[test]
@@ -1303,13 +1292,12 @@ mod tests {
         let two = [alert_delivery(EXAMPLE), alert_delivery(EXAMPLE)];
         assert_eq!(appender.append(&two).unwrap(), 2);
         assert_eq!(segment_counts(dir.path()).unwrap(), (1, SPARE_SEGMENTS - 1));
-        let (first, path) = segments(&super::dir(dir.path())).unwrap().pop().unwrap();
+        let (_, path) = segments(&super::dir(dir.path())).unwrap().pop().unwrap();
         assert_eq!(fs::metadata(&path).unwrap().len(), SEGMENT_BYTES);
-        let scanned = scan(&path, first).unwrap();
+        let scanned = scan(&path).unwrap();
         assert_eq!(scanned.last, Some(2));
-        assert!(scanned.reused, "{scanned:?}");
-        let read = Reader::new(dir.path(), 0).read(2, 10).unwrap();
-        assert_eq!(read.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2]);
+        assert!(scanned.spare_tail, "{scanned:?}");
+        assert_eq!(read_seqs(dir.path(), 2), [1, 2]);
 
         drop(appender);
         let mut appender = Appender::open(dir.path(), 0).unwrap();

@@ -62,8 +62,8 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 const FTS_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the checkpoint thread copies committed pages into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(2000);
-/// Deliveries journaled within one [`CHECKPOINT_INTERVAL`] that make it a storm, during
-/// which checkpoints wait; 500 a second.
+/// Deliveries journaled within one [`CHECKPOINT_INTERVAL`] (500 a second) that make it a
+/// storm, during which checkpoints wait.
 const STORM_DELIVERIES: i64 = 1_000;
 /// Maximum time checkpoints wait for a storm to pass.
 const CHECKPOINT_MAX_DELAY: Duration = Duration::from_secs(10);
@@ -840,8 +840,8 @@ fn checkpoint_until_stopped(
 /// Writes zero-filled spare segments until the journal has all it keeps, a delivery
 /// arrives, or the checkpoint thread stops.
 ///
-/// Each spare is a few megabytes written and flushed, which a delivery arriving meanwhile
-/// waits behind once at most.
+/// Each spare is 4 MiB written and flushed, so a delivery that arrives meanwhile waits for
+/// one spare at most.
 fn add_spares(
     data_dir: &Path,
     stopped: &Receiver<()>,
