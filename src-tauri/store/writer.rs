@@ -36,17 +36,12 @@ pub const MAX_BATCH: usize = 1024;
 /// Most journaled deliveries applied to `alerts.db` in one transaction. A batch holds the
 /// database's write lock for tens of milliseconds, which a triage update may wait for.
 pub const APPLY_BATCH: usize = 1024;
-/// A pause in deliveries after which the writer applies what the journal holds.
+/// A pause in deliveries after which the writer applies a partial batch.
 const APPLY_PAUSE: Duration = Duration::from_millis(2);
-/// Maximum time the writer holds off while deliveries keep arriving, so during a storm
-/// new alerts reach the inbox at most this much later.
-const STORM_DELAY: Duration = Duration::from_secs(1);
+/// Maximum time the writer collects deliveries for a batch before applying it.
+const APPLY_DELAY: Duration = Duration::from_millis(200);
 /// Journaled deliveries not yet applied before the journal thread waits for the writer.
 const MAX_BACKLOG: i64 = 100_000;
-/// Deliveries waiting to be applied at which the writer stops holding off, well before
-/// the journal thread would wait for it.
-const STORM_BACKLOG: i64 = MAX_BACKLOG / 2;
-const _: () = assert!(STORM_BACKLOG < MAX_BACKLOG);
 /// Nice value of the writer thread (0 is the default, 19 the lowest priority).
 #[cfg(target_os = "linux")]
 const WRITER_NICE: i32 = 10;
@@ -583,21 +578,18 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    /// Waits while deliveries keep arriving, until the journal pauses for [`APPLY_PAUSE`],
-    /// [`STORM_DELAY`] passes, or [`STORM_BACKLOG`] deliveries wait. Returns whether the
-    /// journal thread has stopped.
+    /// Waits while deliveries keep arriving, until a whole batch is journaled, the journal
+    /// pauses for [`APPLY_PAUSE`], or [`APPLY_DELAY`] passes. Returns whether the journal
+    /// thread has stopped.
     ///
-    /// During a storm each response waits for the CPU that parses, verifies and journals
-    /// its delivery, and the writer's work on the same cores delays those steps even at a
-    /// lower priority. Holding off leaves the storm the machine for up to a second. The
-    /// backlog is then applied in large batches, which write fewer pages per delivery.
-    /// Only deliveries that arrive less than [`APPLY_PAUSE`] apart hold the writer off.
+    /// A storm is then applied in large batches, which write fewer pages per delivery and
+    /// leave the disk to the journal's flushes.
     fn wait_for_batch(&self, rung: &Receiver<()>) -> bool {
         let started = Instant::now();
         loop {
             let head = self.shared.head.load(Ordering::Acquire);
             let backlog = head - self.shared.applied.load(Ordering::Acquire);
-            if stops_holding_off(backlog, started.elapsed()) {
+            if backlog >= APPLY_BATCH as i64 || started.elapsed() >= APPLY_DELAY {
                 return false;
             }
             match rung.recv_timeout(APPLY_PAUSE) {
@@ -693,12 +685,6 @@ impl Writer {
         self.shared.applied.fetch_max(*seq, Ordering::AcqRel);
         Ok(())
     }
-}
-
-/// Returns whether the writer stops holding off for a storm, with `backlog` deliveries
-/// waiting after `waited`.
-fn stops_holding_off(backlog: i64, waited: Duration) -> bool {
-    backlog >= STORM_BACKLOG || waited >= STORM_DELAY
 }
 
 /// Returns whether a checkpoint runs now, with `journaled` deliveries journaled since the
@@ -1171,14 +1157,6 @@ mod tests {
             )
             .unwrap();
         assert_eq!(counted, 100_000);
-    }
-
-    #[test]
-    fn writer_hold_off_is_bounded() {
-        assert!(!stops_holding_off(1, Duration::ZERO));
-        assert!(!stops_holding_off(STORM_BACKLOG - 1, STORM_DELAY / 2));
-        assert!(stops_holding_off(STORM_BACKLOG, Duration::ZERO));
-        assert!(stops_holding_off(1, STORM_DELAY));
     }
 
     #[test]
