@@ -11,21 +11,28 @@ use alert_inbox::store::Store;
 use crate::helpers::*;
 
 /// Pages of a table that takes space before `serve` starts and is dropped to free it.
-const BALLAST_PAGES: usize = 100;
+///
+/// Deliveries acknowledged before the writer finds the store full wait in the journal and
+/// need room when space returns. A sender that waits for each answer gets about 200 ms of
+/// them acknowledged, the writer's longest wait for a batch. The ballast frees far more
+/// than they take.
+const BALLAST_PAGES: usize = 2_000;
 /// Room for deliveries above the database's starting size, in pages.
 const ROOM_PAGES: i64 = 40;
 
 /// Creates the store in `data_dir` with a ballast table; returns its size in pages.
 fn store_with_ballast(data_dir: &Path) -> i64 {
-    let (_, connection) = Store::open(data_dir).unwrap();
-    connection
+    let (_, mut connection) = Store::open(data_dir).unwrap();
+    let transaction = connection.transaction().unwrap();
+    transaction
         .execute_batch("CREATE TABLE ballast (filler BLOB)")
         .unwrap();
     for _ in 0..BALLAST_PAGES {
-        connection
+        transaction
             .execute("INSERT INTO ballast VALUES (zeroblob(4000))", [])
             .unwrap();
     }
+    transaction.commit().unwrap();
     connection
         .query_row("PRAGMA page_count", [], |row| row.get(0))
         .unwrap()
