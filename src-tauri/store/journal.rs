@@ -777,7 +777,7 @@ pub(super) fn add_spare(data_dir: &Path) -> Result<bool, StoreError> {
 /// Returns whether the file system of `dir` has room for spare segments: at least
 /// [`SPARE_MIN_FREE_BYTES`] free for unprivileged users. Returns false when the free space
 /// cannot be read.
-fn room_for_spares(dir: &Path) -> bool {
+pub(super) fn room_for_spares(dir: &Path) -> bool {
     #[cfg(target_os = "linux")]
     {
         rustix::fs::statvfs(dir).is_ok_and(|stats| {

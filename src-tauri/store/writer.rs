@@ -317,6 +317,7 @@ impl WriterHandle {
                     &checkpoint_dir,
                     &stopped,
                     &checkpoint_shared,
+                    journal::SPARE_FILL_QUIET,
                 );
             })
             .expect("failed to spawn the checkpoint thread");
@@ -749,12 +750,14 @@ fn apply_legacy_journal(data_dir: &Path, connection: &mut Connection) -> Result<
 /// [`checkpoint_due`]), until `stopped` disconnects, then a last time, also truncating its
 /// WAL. After a checkpoint that copied the whole WAL, every commit before it is on disk,
 /// and with it the applied seq it recorded. The journal segments up to that seq are then
-/// deleted.
+/// deleted. Once no delivery has been journaled for `spare_quiet`, it writes the journal's
+/// spare segments.
 fn checkpoint_until_stopped(
     connection: &Connection,
     data_dir: &Path,
     stopped: &Receiver<()>,
     shared: &Shared,
+    spare_quiet: Duration,
 ) {
     let mut removed_through = 0;
     let mut last_head = shared.head.load(Ordering::Acquire);
@@ -789,7 +792,7 @@ fn checkpoint_until_stopped(
         last_head = head;
         if journaled > 0 {
             quiet_since = Instant::now();
-        } else if mode == "PASSIVE" && quiet_since.elapsed() >= journal::SPARE_FILL_QUIET {
+        } else if mode == "PASSIVE" && quiet_since.elapsed() >= spare_quiet {
             add_spares(data_dir, stopped, shared, head, &mut filling_failed);
         }
         if mode == "PASSIVE" && !checkpoint_due(journaled, last_checkpoint.elapsed()) {
@@ -1157,6 +1160,71 @@ mod tests {
             )
             .unwrap();
         assert_eq!(counted, 100_000);
+    }
+
+    /// Runs the checkpoint thread on a new store, with spares written after `spare_quiet`
+    /// without deliveries, until `done` returns true for it or 60 s pass. Seq 5 is
+    /// recorded as applied, so the first checkpoint makes it durable.
+    fn run_checkpoints(spare_quiet: Duration, mut done: impl FnMut(&Path, &Shared) -> bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, connection) = Store::open(dir.path()).unwrap();
+        journal::Appender::open(dir.path(), 0).unwrap();
+        journal::set_applied(&connection, 5).unwrap();
+        let shared = Shared {
+            head: AtomicI64::new(5),
+            applied: AtomicI64::new(5),
+            durable: AtomicI64::new(0),
+            failure: Mutex::new(None),
+        };
+        let checkpointer = store.open_connection().unwrap();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (data_dir, shared) = (dir.path(), &shared);
+        thread::scope(|scope| {
+            let checkpoints = scope.spawn(move || {
+                checkpoint_until_stopped(&checkpointer, data_dir, &stopped, shared, spare_quiet);
+            });
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done(data_dir, shared) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the checkpoint thread did not get there within 60 s"
+                );
+                assert!(!checkpoints.is_finished());
+                thread::sleep(Duration::from_millis(50));
+            }
+            drop(stop);
+        });
+    }
+
+    fn spare_count(data_dir: &Path) -> usize {
+        journal::segment_counts(data_dir).unwrap().1
+    }
+
+    #[test]
+    fn quiet_journal_gets_spares() {
+        let dir = tempfile::tempdir().unwrap();
+        if !journal::room_for_spares(dir.path()) {
+            eprintln!("skipped: less than 1 GiB free for the spare segments");
+            return;
+        }
+        run_checkpoints(Duration::ZERO, |data_dir, _| {
+            spare_count(data_dir) == journal::SPARE_SEGMENTS
+        });
+    }
+
+    #[test]
+    fn spares_wait_for_quiet() {
+        let mut spares = None;
+        // A round writes the spares that are due before it checkpoints, so they would be
+        // there once seq 5 is durable.
+        run_checkpoints(Duration::from_secs(3600), |data_dir, shared| {
+            let checkpointed = shared.durable.load(Ordering::Acquire) == 5;
+            if checkpointed {
+                spares = Some(spare_count(data_dir));
+            }
+            checkpointed
+        });
+        assert_eq!(spares, Some(0));
     }
 
     #[test]
