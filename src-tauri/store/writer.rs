@@ -765,6 +765,7 @@ fn checkpoint_until_stopped(
     let mut quiet_since = Instant::now();
     let mut filling_failed = false;
     let mut removing_failed = false;
+    let mut checkpoint_failing = false;
     loop {
         let mode = match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
             Err(RecvTimeoutError::Timeout) | Ok(()) => "PASSIVE",
@@ -810,8 +811,18 @@ fn checkpoint_until_stopped(
             }
             Ok(())
         });
-        if let Err(error) = result {
-            tracing::warn!(%error, mode, "WAL checkpoint failed");
+        match result {
+            // Logged once per failing period, so a full disk does not flood the log.
+            Err(error) if !checkpoint_failing => {
+                tracing::warn!(%error, mode, "WAL checkpoint failed; retrying every 2 s");
+                checkpoint_failing = true;
+            }
+            Err(_) => {}
+            Ok(()) if checkpoint_failing => {
+                tracing::info!("WAL checkpoints succeed again");
+                checkpoint_failing = false;
+            }
+            Ok(()) => {}
         }
         let durable = shared.durable.load(Ordering::Acquire);
         if durable > removed_through {
@@ -1162,14 +1173,45 @@ mod tests {
         assert_eq!(counted, 100_000);
     }
 
-    /// Runs the checkpoint thread on a new store, with spares written after `spare_quiet`
-    /// without deliveries, until `done` returns true for it or 60 s pass. Seq 5 is
-    /// recorded as applied, so the first checkpoint makes it durable.
-    fn run_checkpoints(spare_quiet: Duration, mut done: impl FnMut(&Path, &Shared) -> bool) {
+    /// Collects what the checkpoint thread logs.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs the checkpoint thread on a new store until `done` returns true or 60 s pass,
+    /// and returns what the thread logged.
+    ///
+    /// Spares are written after `spare_quiet` without deliveries. Seq 5 is recorded as
+    /// applied, so the first checkpoint makes it durable. `prepare` changes the store
+    /// before the thread starts.
+    fn run_checkpoints(
+        spare_quiet: Duration,
+        prepare: impl FnOnce(&Connection),
+        mut done: impl FnMut(&Path, &Shared) -> bool,
+    ) -> String {
         let dir = tempfile::tempdir().unwrap();
         let (store, connection) = Store::open(dir.path()).unwrap();
         journal::Appender::open(dir.path(), 0).unwrap();
         journal::set_applied(&connection, 5).unwrap();
+        prepare(&connection);
+
+        let log = LogBuffer::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+
         let shared = Shared {
             head: AtomicI64::new(5),
             applied: AtomicI64::new(5),
@@ -1181,6 +1223,7 @@ mod tests {
         let (data_dir, shared) = (dir.path(), &shared);
         thread::scope(|scope| {
             let checkpoints = scope.spawn(move || {
+                let _logging = tracing::subscriber::set_default(subscriber);
                 checkpoint_until_stopped(&checkpointer, data_dir, &stopped, shared, spare_quiet);
             });
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -1194,6 +1237,9 @@ mod tests {
             }
             drop(stop);
         });
+
+        let bytes = log.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
     }
 
     fn spare_count(data_dir: &Path) -> usize {
@@ -1207,9 +1253,11 @@ mod tests {
             eprintln!("skipped: less than 1 GiB free for the spare segments");
             return;
         }
-        run_checkpoints(Duration::ZERO, |data_dir, _| {
-            spare_count(data_dir) == journal::SPARE_SEGMENTS
-        });
+        run_checkpoints(
+            Duration::ZERO,
+            |_| {},
+            |data_dir, _| spare_count(data_dir) == journal::SPARE_SEGMENTS,
+        );
     }
 
     #[test]
@@ -1217,14 +1265,53 @@ mod tests {
         let mut spares = None;
         // A round writes the spares that are due before it checkpoints, so they would be
         // there once seq 5 is durable.
-        run_checkpoints(Duration::from_secs(3600), |data_dir, shared| {
-            let checkpointed = shared.durable.load(Ordering::Acquire) == 5;
-            if checkpointed {
-                spares = Some(spare_count(data_dir));
-            }
-            checkpointed
-        });
+        run_checkpoints(
+            Duration::from_secs(3600),
+            |_| {},
+            |data_dir, shared| {
+                let checkpointed = shared.durable.load(Ordering::Acquire) == 5;
+                if checkpointed {
+                    spares = Some(spare_count(data_dir));
+                }
+                checkpointed
+            },
+        );
         assert_eq!(spares, Some(0));
+    }
+
+    #[test]
+    fn failing_checkpoint_logged_once() {
+        // Without the table that records the applied seq, each checkpoint round fails.
+        let drop_settings = |connection: &Connection| {
+            connection.execute_batch("DROP TABLE settings").unwrap();
+        };
+        let started = Instant::now();
+        let mut restored = false;
+        let log = run_checkpoints(
+            Duration::from_secs(3600),
+            drop_settings,
+            |data_dir, shared| {
+                // After about two failed rounds the table returns, and a checkpoint succeeds.
+                if !restored && started.elapsed() >= CHECKPOINT_INTERVAL * 5 / 2 {
+                    let connection = Connection::open(data_dir.join("alerts.db")).unwrap();
+                    connection
+                    .execute_batch(
+                        "CREATE TABLE settings (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+                    )
+                    .unwrap();
+                    journal::set_applied(&connection, 5).unwrap();
+                    restored = true;
+                }
+                shared.durable.load(Ordering::Acquire) == 5
+            },
+        );
+        assert_eq!(log.matches("WAL checkpoint failed").count(), 1, "{log}");
+        assert_eq!(log.matches("no such table: settings").count(), 1, "{log}");
+        assert_eq!(
+            log.matches("WAL checkpoints succeed again").count(),
+            1,
+            "{log}"
+        );
     }
 
     #[test]
