@@ -333,21 +333,19 @@ fn scan(path: &Path) -> Result<Scanned, StoreError> {
         last = Some(seq);
         intact += len;
     }
+    let spare_tail = zeros_at(&mut reader, intact).map_err(|error| io_error(path, error))?;
     Ok(Scanned {
         last,
         intact,
-        spare_tail: zeros_at(path, intact)?,
+        spare_tail,
     })
 }
 
-/// Returns whether a record header's worth of zeros starts at `offset` in `path`.
-fn zeros_at(path: &Path, offset: u64) -> Result<bool, StoreError> {
-    let mut file = File::open(path).map_err(|error| io_error(path, error))?;
+/// Returns whether a record header's worth of zeros starts at `offset` in `reader`.
+fn zeros_at(reader: &mut (impl Read + Seek), offset: u64) -> std::io::Result<bool> {
     let mut header = [0xff; HEADER_BYTES];
-    let read = file
-        .seek(SeekFrom::Start(offset))
-        .and_then(|_| read_full(&mut file, &mut header))
-        .map_err(|error| io_error(path, error))?;
+    reader.seek(SeekFrom::Start(offset))?;
+    let read = read_full(reader, &mut header)?;
     Ok(read && header == [0; HEADER_BYTES])
 }
 

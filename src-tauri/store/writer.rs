@@ -763,9 +763,10 @@ fn checkpoint_until_stopped(
     let mut last_head = shared.head.load(Ordering::Acquire);
     let mut last_checkpoint = Instant::now();
     let mut quiet_since = Instant::now();
-    let mut filling_failed = false;
-    let mut removing_failed = false;
-    let mut checkpoint_failing = false;
+    // Each failing period of these is logged once, so a full disk does not flood the log.
+    let mut filling = FailingPeriod::default();
+    let mut removing = FailingPeriod::default();
+    let mut checkpointing = FailingPeriod::default();
     loop {
         let mode = match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
             Err(RecvTimeoutError::Timeout) | Ok(()) => "PASSIVE",
@@ -779,14 +780,13 @@ fn checkpoint_until_stopped(
                         "deleted the spare journal segments: the disk has less than 1 GiB free"
                     );
                 }
-                removing_failed = false;
+                removing.succeed();
             }
-            // Logged once per failing period, like a failure to write a spare.
-            Err(error) if !removing_failed => {
-                tracing::warn!(%error, "failed to delete spare journal segments");
-                removing_failed = true;
+            Err(error) => {
+                if removing.fail() {
+                    tracing::warn!(%error, "failed to delete spare journal segments");
+                }
             }
-            Err(_) => {}
         }
         let head = shared.head.load(Ordering::Acquire);
         let journaled = head - last_head;
@@ -794,7 +794,7 @@ fn checkpoint_until_stopped(
         if journaled > 0 {
             quiet_since = Instant::now();
         } else if mode == "PASSIVE" && quiet_since.elapsed() >= spare_quiet {
-            add_spares(data_dir, stopped, shared, head, &mut filling_failed);
+            add_spares(data_dir, stopped, shared, head, &mut filling);
         }
         if mode == "PASSIVE" && !checkpoint_due(journaled, last_checkpoint.elapsed()) {
             continue;
@@ -812,17 +812,16 @@ fn checkpoint_until_stopped(
             Ok(())
         });
         match result {
-            // Logged once per failing period, so a full disk does not flood the log.
-            Err(error) if !checkpoint_failing => {
-                tracing::warn!(%error, mode, "WAL checkpoint failed; retrying every 2 s");
-                checkpoint_failing = true;
+            Err(error) => {
+                if checkpointing.fail() {
+                    tracing::warn!(%error, mode, "WAL checkpoint failed; retrying at the next round");
+                }
             }
-            Err(_) => {}
-            Ok(()) if checkpoint_failing => {
-                tracing::info!("WAL checkpoints succeed again");
-                checkpoint_failing = false;
+            Ok(()) => {
+                if checkpointing.succeed() {
+                    tracing::info!("WAL checkpoints succeed again");
+                }
             }
-            Ok(()) => {}
         }
         let durable = shared.durable.load(Ordering::Acquire);
         if durable > removed_through {
@@ -847,7 +846,7 @@ fn add_spares(
     stopped: &Receiver<()>,
     shared: &Shared,
     head: i64,
-    failed: &mut bool,
+    failures: &mut FailingPeriod,
 ) {
     while shared.head.load(Ordering::Acquire) == head
         && matches!(
@@ -856,18 +855,37 @@ fn add_spares(
         )
     {
         match journal::add_spare(data_dir) {
-            Ok(true) => *failed = false,
+            Ok(true) => {
+                failures.succeed();
+            }
             Ok(false) => break,
             Err(error) => {
-                // Logged once per failing period: without spares the journal appends to new
-                // files, which only makes its flushes slower.
-                if !*failed {
+                // Without spares the journal appends to new files, which only makes its
+                // flushes slower, so a warning is enough.
+                if failures.fail() {
                     tracing::warn!(%error, "failed to write a spare journal segment");
-                    *failed = true;
                 }
                 break;
             }
         }
+    }
+}
+
+/// State of a task that a thread retries, so that each failing period is logged once.
+#[derive(Default)]
+struct FailingPeriod {
+    failing: bool,
+}
+
+impl FailingPeriod {
+    /// Records a failure; returns whether it starts a failing period.
+    fn fail(&mut self) -> bool {
+        !std::mem::replace(&mut self.failing, true)
+    }
+
+    /// Records a success; returns whether it ends a failing period.
+    fn succeed(&mut self) -> bool {
+        std::mem::replace(&mut self.failing, false)
     }
 }
 
@@ -1249,10 +1267,10 @@ mod tests {
     #[test]
     fn quiet_journal_gets_spares() {
         let dir = tempfile::tempdir().unwrap();
-        if !journal::room_for_spares(dir.path()) {
-            eprintln!("skipped: less than 1 GiB free for the spare segments");
-            return;
-        }
+        assert!(
+            journal::room_for_spares(dir.path()),
+            "spare segments need 1 GiB free in the temporary directory"
+        );
         run_checkpoints(
             Duration::ZERO,
             |_| {},

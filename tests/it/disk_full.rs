@@ -13,8 +13,8 @@ use crate::helpers::*;
 /// Pages of a table that takes space before `serve` starts and is dropped to free it.
 ///
 /// Deliveries acknowledged before the writer finds the store full wait in the journal and
-/// need room when space returns. A sender that waits for each answer gets about 200 ms of
-/// them acknowledged, the writer's longest wait for a batch. The ballast frees far more
+/// need room when space returns. A sender that waits for each response gets about 200 ms
+/// of them acknowledged, the writer's longest wait for a batch. The ballast frees far more
 /// than they take.
 const BALLAST_PAGES: usize = 2_000;
 /// Room for deliveries above the database's starting size, in pages.
